@@ -1,0 +1,127 @@
+"""The trip pipeline as pure functions: raw rows -> validated, indexed trips.
+
+``process_batch`` is the whole per-file step and ``process_partition`` its
+partition-level twin (a city x day Parquet file): both take frames and return
+frames, read no file and touch no database, so a distributed engine can map them
+over partitions and add the flows up with ``fleet.cells.sum_flows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from fleet.cells import DEFAULT_RES, cell_flows, index_trips
+from fleet.formats import convert_datum, mobike_track_length_m, to_canonical
+from fleet.io import SourceBatch, raw_rows_json
+from fleet.schema import QUARANTINE_SCHEMA, TRIP_COLUMNS
+from fleet.types import City, ValidationLimits
+from fleet.validate import validate_trips
+
+__all__ = ["Processed", "prepare_raw", "process_batch", "process_partition"]
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """Accepted trips (canonical + cells + provenance) and quarantined rows."""
+
+    trips: pl.DataFrame
+    quarantine: pl.DataFrame
+
+
+def prepare_raw(fmt: str, raw: pl.DataFrame) -> pl.DataFrame:
+    """Format-specific columns computed row by row before mapping (Mobike tracks)."""
+    if fmt != "mobike_shanghai":
+        return raw
+    lengths = [
+        mobike_track_length_m(
+            r["track"],
+            (_f(r["start_location_y"]), _f(r["start_location_x"])),
+            (_f(r["end_location_y"]), _f(r["end_location_x"])),
+        )
+        if None not in (_f(r["start_location_y"]), _f(r["end_location_y"]),
+                        _f(r["start_location_x"]), _f(r["end_location_x"]))
+        else None
+        for r in raw.select(
+            "track", "start_location_x", "start_location_y",
+            "end_location_x", "end_location_y",
+        ).iter_rows(named=True)
+    ]
+    return raw.with_columns(pl.Series("_track_m", lengths, dtype=pl.Float64))
+
+
+def _f(v: object) -> float | None:
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def process_batch(
+    batch: SourceBatch,
+    city: City,
+    *,
+    res: int = DEFAULT_RES,
+    limits: ValidationLimits | None = None,
+) -> Processed:
+    """Map, validate and index one source batch.
+
+    Returns accepted trips with ``start_cell``, ``end_cell``, ``h3_res``, ``datum``
+    and ``line``, and the quarantine rows (``source, line, reason, detail, raw``).
+    Duplicates against the store are checked later, by the store.
+    """
+    raw = prepare_raw(batch.format, batch.raw)
+    canonical = to_canonical(batch.format, raw.lazy(), city).collect()
+    if batch.datum != "wgs84":
+        canonical = convert_datum(canonical, batch.datum)
+    accepted, rejected = validate_trips(canonical, limits)
+    trips = index_trips(accepted, res).with_columns(
+        pl.lit(res, pl.Int8).alias("h3_res"),
+        pl.lit(batch.datum).alias("datum"),
+        pl.col("_line").alias("line"),
+    ).drop("_line")
+    quarantine = quarantine_frame(batch, raw, rejected)
+    return Processed(trips, quarantine)
+
+
+def quarantine_frame(
+    batch: SourceBatch, raw: pl.DataFrame, rejected: pl.DataFrame
+) -> pl.DataFrame:
+    """Rejections joined with their raw rows, in the quarantine schema."""
+    if rejected.height == 0:
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    rows = raw_rows_json(raw, rejected["_line"])
+    return (
+        rejected.join(rows, on="_line", how="left")
+        .select(
+            pl.lit(batch.source).alias("source"),
+            pl.col("_line").alias("line"),
+            "reason",
+            "detail",
+            "raw",
+        )
+        .cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+        .sort("line")
+    )
+
+
+def process_partition(
+    batch: SourceBatch,
+    city: City,
+    *,
+    res: int = DEFAULT_RES,
+    limits: ValidationLimits | None = None,
+) -> tuple[Processed, pl.DataFrame]:
+    """``process_batch`` plus the partition's cell flows, ready to be summed."""
+    done = process_batch(batch, city, res=res, limits=limits)
+    flows = cell_flows(done.trips.select(
+        "city", "start_cell", "end_cell", "started_at", "ended_at"
+    )).collect()
+    return done, flows
+
+
+TRIP_STORE_COLUMNS: tuple[str, ...] = (
+    *TRIP_COLUMNS, "start_cell", "end_cell", "h3_res", "datum", "line",
+)
+__all__ += ["TRIP_STORE_COLUMNS"]

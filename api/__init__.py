@@ -1,0 +1,1 @@
+"""The ways in: the bikefleet command line (and, later, the HTTP service)."""

@@ -1,0 +1,365 @@
+"""The ``bikefleet`` command line.
+
+Every command takes ``--db FILE`` (default ``$BIKEFLEET_DB`` or
+``data/bikefleet.duckdb``) where it touches the store. Errors print one line,
+``error: ...``, and exit with status 2; nothing prints a traceback on bad input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import duckdb
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from fleet.cells import DEFAULT_RES, cell_flows, cell_to_str, cell_turnover, index_trips
+from fleet.cities import get_city
+from fleet.demand import demand_profile, evaluate_demand, hourly_counts, local_days
+from fleet.errors import BikeFleetError, EmptyStoreError, InvalidConfigError
+from fleet.ingest import ingest_file
+from fleet.io import expand_paths, write_partition
+from fleet.snapshot import snapshot_fleet, stock_per_cell
+from fleet.store import (
+    default_db_path,
+    open_store,
+    pick_city,
+    read_trips,
+    replace_table_rows,
+)
+from fleet.synth import SynthParams, synth_days
+from fleet.types import IngestReport
+
+app = typer.Typer(
+    name="bikefleet",
+    help="Fleet optimisation and emissions for dockless shared bikes and e-bikes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DbOpt = Annotated[
+    Path | None,
+    typer.Option("--db", help="DuckDB store file [default: $BIKEFLEET_DB or data/bikefleet.duckdb]"),
+]
+CityOpt = Annotated[str | None, typer.Option("--city", help="City name (see fleet/cities.py).")]
+ResOpt = Annotated[int, typer.Option("--res", help="H3 resolution 0..15.", min=0, max=15)]
+
+
+def friendly(fn: F) -> F:
+    """Turn bikefleet's errors into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (BikeFleetError, ValueError, OSError, duckdb.Error) as e:
+            err.print(f"error: {e}", markup=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@app.command()
+@friendly
+def synth(
+    out_dir: Annotated[Path, typer.Option("--out", help="Root of the partitioned Parquet output.")] = Path("data/synth"),
+    trips: Annotated[int, typer.Option(help="Total trips over all days.", min=1)] = 300_000,
+    days: Annotated[int, typer.Option(help="Number of days.", min=1)] = 7,
+    bikes: Annotated[int, typer.Option(help="Fleet size.", min=1)] = 5_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same trips).")] = 42,
+    start: Annotated[str, typer.Option(help="First local day, YYYY-MM-DD.")] = "2026-01-05",
+    dirty: Annotated[float, typer.Option(help="Share of rows with injected faults.")] = 0.001,
+) -> None:
+    """Generate a synthetic city as hive-partitioned Parquet (city=/date=/part-0).
+
+    Example: bikefleet synth --trips 10000000 --days 30 --bikes 200000 --out data/synth
+    """
+    params = SynthParams(
+        trips=trips, days=days, bikes=bikes, seed=seed, dirty=dirty,
+        start=_date(start, "--start"),
+    )
+    _write_synth(params, out_dir)
+
+
+def _write_synth(params: SynthParams, out_dir: Path) -> list[Path]:
+    files = []
+    with _progress() as bar:
+        task = bar.add_task(f"synth {params.city}", total=params.days)
+        for day, df in synth_days(params):
+            files.append(write_partition(df, out_dir, params.city, day.isoformat()))
+            bar.advance(task)
+    out.print(f"wrote {params.trips:,} trips of {params.bikes:,} bikes over {params.days} "
+              f"days to {out_dir}/city={params.city}/")
+    return files
+
+
+@app.command()
+@friendly
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories of trips.")],
+    db: DbOpt = None,
+    city: CityOpt = None,
+    res: ResOpt = DEFAULT_RES,
+) -> None:
+    """Load trip files of any supported format (detected from the header).
+
+    Bad rows go to the quarantine table with their reason; each file loads in one
+    transaction; a file already loaded (same bytes) is skipped.
+
+    Example: bikefleet ingest data/synth --db data/bikefleet.duckdb
+    """
+    files = expand_paths(paths)
+    con = open_store(db)
+    reports = _ingest_files(con, files, city=city, res=res)
+    _print_ingest(reports)
+
+
+def _ingest_files(con: Any, files: list[Path], *, city: str | None, res: int) -> list[IngestReport]:
+    reports = []
+    with _progress() as bar:
+        task = bar.add_task("ingest", total=len(files))
+        for f in files:
+            bar.update(task, description=f"ingest {f.name}")
+            reports.append(ingest_file(con, f, city=city, res=res))
+            bar.advance(task)
+    return reports
+
+
+def _print_ingest(reports: list[IngestReport]) -> None:
+    skipped = [r for r in reports if r.already_loaded]
+    done = [r for r in reports if not r.already_loaded]
+    rows = sum(r.rows for r in done)
+    acc = sum(r.accepted for r in done)
+    out.print(f"files: {len(done)} loaded, {len(skipped)} already loaded (skipped)")
+    out.print(f"rows read: {rows:,}  accepted: {acc:,}  rejected: {rows - acc:,}")
+    reasons: dict[str, int] = {}
+    for r in done:
+        for k, v in r.rejected_by_reason.items():
+            reasons[k] = reasons.get(k, 0) + v
+    for k in sorted(reasons):
+        out.print(f"  rejected {k}: {reasons[k]:,}")
+    formats = sorted({r.format for r in done})
+    if formats:
+        out.print(f"formats: {', '.join(formats)}")
+
+
+@app.command()
+@friendly
+def cells(
+    db: DbOpt = None,
+    city: CityOpt = None,
+    res: ResOpt = DEFAULT_RES,
+    top: Annotated[int, typer.Option(help="How many busiest cells to print.")] = 5,
+) -> None:
+    """Aggregate departures/arrivals per H3 cell and hour, and per-cell turnover.
+
+    Writes the cell_flows and cell_turnover tables for the city and resolution.
+
+    Example: bikefleet cells --res 8 --city singapore
+    """
+    con = open_store(db)
+    name = pick_city(con, city)
+    trips = _trips_at_res(con, name, res)
+    flows = cell_flows(trips).collect().with_columns(pl.lit(res, pl.Int8).alias("h3_res"))
+    turnover = cell_turnover(trips, get_city(name).timezone).collect().with_columns(
+        pl.lit(res, pl.Int8).alias("h3_res")
+    )
+    replace_table_rows(con, "cell_flows", flows, where={"city": name, "h3_res": res})
+    replace_table_rows(con, "cell_turnover", turnover, where={"city": name, "h3_res": res})
+    dep = int(flows["departures"].sum())
+    out.print(f"{name} res {res}: {flows['cell'].n_unique():,} cells, {flows.height:,} "
+              f"(cell, hour) rows; departures {dep:,} = arrivals "
+              f"{int(flows['arrivals'].sum()):,} = trips {trips.height:,}")
+    busiest = (
+        flows.group_by("cell").agg(pl.col("departures", "arrivals").sum())
+        .with_columns((pl.col("arrivals") - pl.col("departures")).alias("net"))
+        .sort("departures", descending=True).head(top)
+    )
+    turn = turnover.group_by("cell").agg(pl.col("turnover").mean())
+    busiest = busiest.join(turn, on="cell", how="left")
+    table = Table("cell", "departures", "arrivals", "net", "rides/bike/day",
+                  title="busiest cells")
+    for r in busiest.with_columns(cell_to_str(busiest["cell"]).alias("hex")).iter_rows(named=True):
+        table.add_row(r["hex"], f"{r['departures']:,}", f"{r['arrivals']:,}",
+                      f"{r['net']:+,}", f"{r['turnover']:.2f}")
+    out.print(table)
+
+
+def _trips_at_res(con: Any, city: str, res: int) -> pl.DataFrame:
+    cols = ("trip_id", "bike_id", "vehicle_type", "started_at", "ended_at", "start_lat",
+            "start_lng", "end_lat", "end_lng", "city", "start_cell", "end_cell", "h3_res")
+    trips = read_trips(con, city=city, columns=cols)
+    if trips.height and (trips["h3_res"] != res).any():
+        trips = index_trips(trips.drop("start_cell", "end_cell"), res)
+    return trips
+
+
+@app.command()
+@friendly
+def snapshot(
+    db: DbOpt = None,
+    city: CityOpt = None,
+    at: Annotated[str | None, typer.Option(help="Instant, ISO 8601 (UTC if no offset); default: the last trip end.")] = None,
+    res: ResOpt = DEFAULT_RES,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Also write the bikes as .csv or .parquet.")] = None,
+) -> None:
+    """Rebuild where every bike stands at an instant, and the stock per cell.
+
+    Writes fleet_snapshot and cell_stock for (city, at).
+
+    Example: bikefleet snapshot --at 2017-09-17T16:00:00+08:00 --city singapore
+    """
+    con = open_store(db)
+    name = pick_city(con, city)
+    trips = _trips_at_res(con, name, res)
+    instant = _instant(at) if at else trips["ended_at"].max()
+    assert isinstance(instant, dt.datetime)
+    bikes = snapshot_fleet(trips, instant)
+    stock = stock_per_cell(bikes)
+    tag = {"city": name, "taken_at": instant}
+    replace_table_rows(con, "fleet_snapshot", bikes.with_columns(
+        pl.lit(name).alias("city"), pl.lit(instant).alias("taken_at")), where=tag)
+    replace_table_rows(con, "cell_stock", stock.with_columns(
+        pl.lit(name).alias("city"), pl.lit(instant).alias("taken_at")), where=tag)
+    out.print(f"{name} at {instant.isoformat()}: {bikes.height:,} bikes standing in "
+              f"{stock.height:,} cells ({int(stock['ebikes'].sum()):,} e-bikes)")
+    if out_file is not None:
+        export = bikes.with_columns(cell_to_str(bikes["cell"]).alias("cell"))
+        if out_file.suffix == ".parquet":
+            export.write_parquet(out_file)
+        else:
+            export.write_csv(out_file)
+        out.print(f"wrote {out_file}")
+
+
+@app.command()
+@friendly
+def demand(
+    db: DbOpt = None,
+    city: CityOpt = None,
+    res: ResOpt = DEFAULT_RES,
+    test_days: Annotated[int, typer.Option(help="Hold out the last N days for the error check.", min=1)] = 1,
+) -> None:
+    """Learn expected departures/arrivals per cell and local hour (weekday/weekend).
+
+    Reports the held-out error on the last day(s) against naive baselines, then
+    stores the profile learnt from all days in demand_profile.
+
+    Example: bikefleet demand --city singapore --test-days 1
+    """
+    con = open_store(db)
+    name = pick_city(con, city)
+    trips = _trips_at_res(con, name, res)
+    counts = hourly_counts(trips, get_city(name).timezone)
+    days = local_days(counts)
+    if len(days) <= test_days:
+        raise EmptyStoreError(
+            f"{name} has {len(days)} day(s) of trips; the held-out check needs more than "
+            f"--test-days {test_days}"
+        )
+    train, test = days[:-test_days], days[-test_days:]
+    ev = evaluate_demand(counts, train, test)
+    profile = demand_profile(counts, days).with_columns(
+        pl.lit(name).alias("city"), pl.lit(res, pl.Int8).alias("h3_res")
+    )
+    replace_table_rows(con, "demand_profile", profile, where={"city": name, "h3_res": res})
+    fell_back = sorted(set(profile.filter("fallback")["day_type"]))
+    out.print(f"{name} res {res}: profile over {len(days)} days, "
+              f"{profile['cell'].n_unique():,} cells"
+              + (f" (no {', '.join(fell_back)} in the data: all-day fallback)" if fell_back else ""))
+    out.print(f"held-out check: trained on {_days(train)}, tested on {_days(test)}")
+    table = Table("estimator", "MAE per cell-hour", "vs profile", title="demand error")
+    for label, v in (("profile (mean by day type)", ev.mae_profile),
+                     ("baseline: repeat last day", ev.mae_last_day),
+                     ("baseline: flat daily mean", ev.mae_flat)):
+        table.add_row(label, f"{v:.4f}", f"{(v / ev.mae_profile - 1) * 100:+.1f} %"
+                      if ev.mae_profile else "-")
+    out.print(table)
+
+
+def _days(days: list[dt.date] | tuple[dt.date, ...]) -> str:
+    return ", ".join(d.isoformat() for d in days)
+
+
+@app.command()
+@friendly
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where the synthetic city and the store go.")] = Path("data"),
+    trips: Annotated[int, typer.Option(help="Synthetic trips.", min=1)] = 300_000,
+    days: Annotated[int, typer.Option(help="Synthetic days.", min=2)] = 14,
+) -> None:
+    """Run the whole pipeline on a synthetic city: synth, ingest, cells, snapshot, demand.
+
+    Example: bikefleet demo --data-dir data --trips 300000
+    """
+    params = SynthParams(trips=trips, days=days, bikes=max(trips // 60, 100))
+    synth_dir = data_dir / "synth"
+    db = data_dir / "bikefleet.duckdb"
+    out.rule("1. synthetic city")
+    files = _write_synth(params, synth_dir)
+    out.rule("2. ingest")
+    con = open_store(db)
+    _print_ingest(_ingest_files(con, files, city=None, res=DEFAULT_RES))
+    con.close()
+    out.rule("3. cell flows")
+    cells(db=db, city=params.city, res=DEFAULT_RES, top=5)
+    out.rule("4. fleet snapshot")
+    snapshot(db=db, city=params.city, at=None, res=DEFAULT_RES, out_file=None)
+    out.rule("5. demand profile")
+    demand(db=db, city=params.city, res=DEFAULT_RES, test_days=1)
+    out.print(f"store: {db}  (tables trips, quarantine, cell_flows, cell_turnover, "
+              "fleet_snapshot, cell_stock, demand_profile)")
+
+
+def _date(text: str, flag: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidConfigError(f"{flag} {text!r} is not a date YYYY-MM-DD") from None
+
+
+def _instant(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidConfigError(f"--at {text!r} is not an ISO 8601 instant") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def main() -> None:
+    """Entry point of the ``bikefleet`` script."""
+    app(prog_name="bikefleet")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -72,7 +72,9 @@ def friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (BikeFleetError, ValueError, OSError, duckdb.Error) as e:
-            err.print(f"error: {e}", markup=False)
+            # One line, unwrapped, so scripts can grep it.
+            msg = " ".join(str(e).split())
+            typer.echo(f"error: {msg}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 
 from fleet.geo import gcj02_to_wgs84, haversine_m
-from fleet.schema import TRIP_SCHEMA, UTC
+from fleet.schema import TRIP_SCHEMA, UTC, VEHICLE_TYPES
 from fleet.types import City
 
 __all__ = [
@@ -155,6 +155,7 @@ def _local_time(e: pl.Expr, tz: str, formats: Sequence[str]) -> pl.Expr:
 
 def _iso_utc(e: pl.Expr) -> pl.Expr:
     """ISO-8601 text with an offset or ``Z``; text without one is taken as UTC."""
+    e = e.str.replace(r"[Zz]$", "+00:00")
     with_tz = [
         e.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC")
         for f in ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
@@ -193,8 +194,15 @@ def _fields(fmt: str, raw: pl.DataFrame | pl.LazyFrame, city: City) -> list[Fiel
                 out.append(Field(name, None, pl.lit(None, dtype=dtype)))
                 continue
             if schema[name] == dtype:
-                # Already typed (our own Parquet): nothing can fail to parse.
-                out.append(Field(name, pl.col(name), pl.col(name)))
+                # Already typed (our own Parquet): only emptiness and the vehicle
+                # vocabulary can still be wrong.
+                col = pl.col(name)
+                if dtype == pl.String():
+                    col = pl.when(col == "").then(None).otherwise(col)
+                parsed = col
+                if name == "vehicle_type":
+                    parsed = pl.when(col.is_in(VEHICLE_TYPES)).then(col)
+                out.append(Field(name, col, parsed))
                 continue
             r = _text(pl.col(name))
             if name in ("started_at", "ended_at"):
@@ -376,18 +384,22 @@ def mobike_track_length_m(
 ) -> float | None:
     """Length in metres of a Mobike ``track`` ("lng,lat#lng,lat#..."), or None.
 
-    The points of a Mobike track are sorted by coordinate, not by time, so joining
-    them in file order zig-zags across the route. Our rule: start at the ride's
-    start point, repeatedly walk to the nearest unvisited track point (greedy
-    nearest neighbour), then to the ride's end point, and sum the great-circle
-    hops. On a route that does not double back this recovers the time order. A
-    track with fewer than two points or an unparsable point yields None (no
-    distance; emissions then fall back to the straight line times a route factor).
-    Points and ends must be in the same datum; the offset cancels in the length.
+    The points of a Mobike track are sorted by coordinate (longitude, then
+    latitude), not by time, so joining them in file order zig-zags wherever the
+    ride runs north-south. The ride's true path passes through every point from
+    ``start`` to ``end``, so it is at least as long as the shortest such path. Our
+    rule estimates that shortest path from above with two orderings and keeps the
+    shorter: (a) points sorted by their projection on the start->end direction
+    (exact for a ride that never turns back), (b) a greedy nearest-neighbour walk
+    from the start. The result is a conservative ridden distance (never above what
+    the file order gives, never below the straight line). A track with fewer than
+    two points or an unparsable point yields None (no distance: emissions then use
+    the straight line times a route factor). Points and ends must share a datum;
+    the GCJ-02 offset is locally constant and cancels in the length.
 
     Examples
     --------
-    >>> round(mobike_track_length_m("0.000,0.000#0.002,0.000#0.001,0.000",
+    >>> round(mobike_track_length_m("0.002,0.000#0.000,0.000#0.001,0.000",
     ...                             (0.0, 0.0), (0.0, 0.002)))
     222
     """
@@ -404,21 +416,44 @@ def mobike_track_length_m(
     lng, lat = pts[:, 0], pts[:, 1]
     if not (np.all(np.abs(lat) <= 90) and np.all(np.abs(lng) <= 180)):
         return None
-    left = np.ones(len(pts), dtype=bool)
-    cur_lat, cur_lng = start
-    total = 0.0
-    for _ in range(len(pts)):
-        d = haversine_m(np.full(len(pts), cur_lat), np.full(len(pts), cur_lng), lat, lng)
+    return min(
+        _path_length(lat, lng, _projection_order(lat, lng, start, end), start, end),
+        _path_length(lat, lng, _greedy_order(lat, lng, start), start, end),
+    )
+
+
+def _projection_order(
+    lat: np.ndarray, lng: np.ndarray, start: tuple[float, float], end: tuple[float, float]
+) -> np.ndarray:
+    k = np.cos(np.radians(start[0]))  # local equirectangular scale
+    dy, dx = end[0] - start[0], (end[1] - start[1]) * k
+    along = (lat - start[0]) * dy + (lng - start[1]) * k * dx
+    return np.argsort(along, kind="stable")
+
+
+def _greedy_order(
+    lat: np.ndarray, lng: np.ndarray, start: tuple[float, float]
+) -> np.ndarray:
+    left = np.ones(len(lat), dtype=bool)
+    order = np.empty(len(lat), dtype=np.int64)
+    cur = start
+    for step in range(len(lat)):
+        d = haversine_m(np.full(len(lat), cur[0]), np.full(len(lat), cur[1]), lat, lng)
         d[~left] = np.inf
         i = int(np.argmin(d))
-        total += float(d[i])
+        order[step] = i
         left[i] = False
-        cur_lat, cur_lng = float(lat[i]), float(lng[i])
-    total += float(
-        haversine_m(np.array([cur_lat]), np.array([cur_lng]),
-                    np.array([end[0]]), np.array([end[1]]))[0]
-    )
-    return total
+        cur = (float(lat[i]), float(lng[i]))
+    return order
+
+
+def _path_length(
+    lat: np.ndarray, lng: np.ndarray, order: np.ndarray,
+    start: tuple[float, float], end: tuple[float, float],
+) -> float:
+    plat = np.concatenate([[start[0]], lat[order], [end[0]]])
+    plng = np.concatenate([[start[1]], lng[order], [end[1]]])
+    return float(haversine_m(plat[:-1], plng[:-1], plat[1:], plng[1:]).sum())
 
 
 def convert_datum(df: pl.DataFrame, datum: str) -> pl.DataFrame:

@@ -106,17 +106,25 @@ def cell_flows(trips: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     what lets partitions be processed apart (``sum_flows``).
     """
     lf = trips.lazy()
-    dep = lf.group_by(
-        "city", pl.col("start_cell").alias("cell"),
-        pl.col("started_at").dt.truncate("1h").alias("hour"),
-    ).agg(pl.len().cast(pl.Int64).alias("departures"))
-    arr = lf.group_by(
-        "city", pl.col("end_cell").alias("cell"),
-        pl.col("ended_at").dt.truncate("1h").alias("hour"),
-    ).agg(pl.len().cast(pl.Int64).alias("arrivals"))
+    hour_us = 3_600_000_000
+
+    def side(ts: str, cell: str, name: str) -> pl.LazyFrame:
+        # Group on integer keys (hours since the epoch), not on timestamps:
+        # truncating tz-aware datetimes is several times slower.
+        return lf.group_by(
+            "city",
+            pl.col(cell).alias("cell"),
+            (pl.col(ts).dt.epoch("us") // hour_us).alias("_h"),
+        ).agg(pl.len().cast(pl.Int64).alias(name))
+
     return (
-        dep.join(arr, on=["city", "cell", "hour"], how="full", coalesce=True)
-        .with_columns(pl.col("departures", "arrivals").fill_null(0))
+        side("started_at", "start_cell", "departures")
+        .join(side("ended_at", "end_cell", "arrivals"), on=["city", "cell", "_h"],
+              how="full", coalesce=True)
+        .with_columns(
+            pl.col("departures", "arrivals").fill_null(0),
+            (pl.col("_h") * hour_us).cast(FLOW_SCHEMA["hour"]).alias("hour"),
+        )
         .with_columns((pl.col("arrivals") - pl.col("departures")).alias("net_flow"))
         .select(list(FLOW_SCHEMA))
     )

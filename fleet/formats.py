@@ -35,13 +35,15 @@ import numpy as np
 import polars as pl
 
 from fleet.geo import gcj02_to_wgs84, haversine_m
-from fleet.schema import TRIP_SCHEMA, UTC, VEHICLE_TYPES
+from fleet.schema import NULLABLE, TRIP_SCHEMA, UTC, VEHICLE_TYPES
 from fleet.types import City
+from fleet.validate import Check, explain, first_failure
 
 __all__ = [
     "FORMATS",
     "detect_format",
     "mobike_track_length_m",
+    "parse_checks",
     "to_canonical",
 ]
 
@@ -327,55 +329,71 @@ def _describe(name: str) -> str:
     return "a value"
 
 
-def to_canonical(fmt: str, raw: pl.LazyFrame, city: City) -> pl.LazyFrame:
-    """Map a raw source frame onto canonical columns plus parse rejections.
-
-    The result has the canonical columns, ``_line`` (carried from ``raw``), and
-    ``_reason``/``_detail``: null for rows that parsed, else the first problem in
-    canonical column order. A row whose source has no coordinates at all gets
-    ``no_coordinates`` before anything else.
-    """
-    fields = _fields(fmt, raw, city)
-    reasons: list[pl.Expr] = []
-    details: list[pl.Expr] = []
+def parse_checks(fmt: str, fields: list[Field]) -> list[Check]:
+    """The parse rules of a format: no coordinates, missing and unparsable fields."""
+    checks: list[Check] = []
     coord_raw = [f.raw for f in fields if f.name in COORDS]
     if all(r is None for r in coord_raw):
-        reasons.append(pl.lit("no_coordinates"))
-        details.append(pl.lit(f"the {fmt} format carries no trip coordinates"))
+        checks.append(Check("no_coordinates", pl.lit(True),
+                            pl.lit(f"the {fmt} format carries no trip coordinates")))
     else:
-        missing_all = pl.all_horizontal(
-            [r.is_null() for r in coord_raw if r is not None]
-        )
-        reasons.append(pl.when(missing_all).then(pl.lit("no_coordinates")))
-        details.append(pl.when(missing_all).then(pl.lit("all four coordinates are empty")))
+        checks.append(Check(
+            "no_coordinates",
+            pl.all_horizontal([r.is_null() for r in coord_raw if r is not None]),
+            pl.lit("all four coordinates are empty"),
+        ))
     for f in fields:
-        required = f.name not in ("rider_id", "distance_m")
+        required = f.name not in NULLABLE
         if f.raw is None:
             if required:
-                reasons.append(pl.when(f.parsed.is_null()).then(pl.lit("missing_field")))
-                details.append(pl.when(f.parsed.is_null()).then(pl.lit(f"{f.name} is empty")))
+                checks.append(Check("missing_field", f.parsed.is_null(),
+                                    pl.lit(f"{f.name} is empty")))
             continue
         if required:
-            miss = f.raw.is_null()
-            reasons.append(pl.when(miss).then(pl.lit("missing_field")))
-            details.append(pl.when(miss).then(pl.lit(f"{f.name} is empty")))
-        bad = f.raw.is_not_null() & f.parsed.is_null()
-        reasons.append(pl.when(bad).then(pl.lit("unparsable_field")))
-        details.append(
-            pl.when(bad).then(
+            checks.append(Check("missing_field", f.raw.is_null(),
+                                pl.lit(f"{f.name} is empty")))
+        if f.raw is not f.parsed:
+            checks.append(Check(
+                "unparsable_field",
+                f.raw.is_not_null() & f.parsed.is_null(),
                 pl.format(
                     "{}={} is not {}",
                     pl.lit(f.name),
                     f.raw.cast(pl.String).str.slice(0, 60),
                     pl.lit(_describe(f.name)),
-                )
-            )
-        )
-    return raw.select(
+                ),
+            ))
+    return checks
+
+
+def to_canonical(
+    fmt: str, raw: pl.DataFrame, city: City
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Map a raw source frame onto canonical columns, setting aside what fails to parse.
+
+    Returns
+    -------
+    parsed
+        Canonical columns plus ``_line`` (carried from ``raw``), for the rows
+        that parsed.
+    rejected
+        ``_line, reason, detail`` of the others: the first problem in canonical
+        column order, ``no_coordinates`` before anything else.
+    """
+    fields = _fields(fmt, raw, city)
+    checks = parse_checks(fmt, fields)
+    out = raw.lazy().select(
         *(f.parsed.cast(TRIP_SCHEMA[f.name]).alias(f.name) for f in fields),
         pl.col("_line"),
-        pl.coalesce(reasons).alias("_reason"),
-        pl.coalesce(details).alias("_detail"),
+        first_failure(checks).alias("_check"),
+    ).collect()
+    bad = out.filter(pl.col("_check").is_not_null())
+    if bad.height == 0:
+        return out.drop("_check"), explain(bad, checks)
+    failed = raw.join(bad.select("_line", "_check"), on="_line", how="inner")
+    return (
+        out.filter(pl.col("_check").is_null()).drop("_check"),
+        explain(failed, checks),
     )
 
 

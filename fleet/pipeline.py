@@ -72,10 +72,11 @@ def process_batch(
     Duplicates against the store are checked later, by the store.
     """
     raw = prepare_raw(batch.format, batch.raw)
-    canonical = to_canonical(batch.format, raw.lazy(), city).collect()
+    canonical, unparsed = to_canonical(batch.format, raw, city)
     if batch.datum != "wgs84":
         canonical = convert_datum(canonical, batch.datum)
-    accepted, rejected = validate_trips(canonical, limits)
+    accepted, invalid = validate_trips(canonical, limits)
+    rejected = pl.concat([unparsed, invalid]).sort("_line")
     trips = index_trips(accepted, res).with_columns(
         pl.lit(res, pl.Int8).alias("h3_res"),
         pl.lit(batch.datum).alias("datum"),

@@ -20,13 +20,23 @@ reason                     when
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from fleet.geo import haversine_expr
 from fleet.schema import TRIP_COLUMNS
 from fleet.types import ValidationLimits
 
-__all__ = ["REASONS", "mark_duplicates", "validate_trips"]
+__all__ = [
+    "REASONS",
+    "Check",
+    "explain",
+    "first_failure",
+    "mark_duplicates",
+    "trip_checks",
+    "validate_trips",
+]
 
 REASONS: tuple[str, ...] = (
     "no_coordinates",
@@ -42,72 +52,105 @@ REASONS: tuple[str, ...] = (
 _RANGES = {"lat": 90.0, "lng": 180.0}
 
 
-def _checks(limits: ValidationLimits) -> tuple[list[pl.Expr], list[pl.Expr]]:
-    reasons: list[pl.Expr] = []
-    details: list[pl.Expr] = []
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One rule: the rows it rejects (``mask``), its reason code and a detail text.
+
+    ``detail`` is evaluated only on the rows already rejected, so it may be as
+    costly as it likes; ``mask`` runs on every row and must stay cheap.
+    """
+
+    reason: str
+    mask: pl.Expr
+    detail: pl.Expr
+
+
+def first_failure(checks: list[Check]) -> pl.Expr:
+    """Index (UInt16) of the first check a row fails, null when it passes all."""
+    if not checks:
+        return pl.lit(None, pl.UInt16)
+    return pl.min_horizontal(
+        [pl.when(c.mask).then(pl.lit(i, pl.UInt16)) for i, c in enumerate(checks)]
+    )
+
+
+def explain(failed: pl.DataFrame, checks: list[Check], code: str = "_check") -> pl.DataFrame:
+    """``_line, reason, detail`` for rows whose ``code`` column names a failed check."""
+    if failed.height == 0:
+        return pl.DataFrame(schema={"_line": pl.Int64, "reason": pl.String,
+                                    "detail": pl.String})
+    c = pl.col(code)
+    return failed.select(
+        pl.col("_line").cast(pl.Int64),
+        pl.coalesce([pl.when(c == i).then(pl.lit(k.reason)) for i, k in enumerate(checks)])
+        .alias("reason"),
+        pl.coalesce([pl.when(c == i).then(k.detail) for i, k in enumerate(checks)])
+        .cast(pl.String)
+        .alias("detail"),
+    )
+
+
+def trip_checks(limits: ValidationLimits) -> list[Check]:
+    """The rules every parsed trip must pass, in the order of ``REASONS``."""
+    checks: list[Check] = []
     for end in ("start", "end"):
         for axis, bound in _RANGES.items():
             col = pl.col(f"{end}_{axis}")
-            bad = col.is_null() | col.is_nan() | (col.abs() > bound)
-            reasons.append(pl.when(bad).then(pl.lit("coordinate_out_of_range")))
-            details.append(
-                pl.when(bad).then(
-                    pl.format(
-                        "{}={} is outside [-{}, {}]",
-                        pl.lit(f"{end}_{axis}"),
-                        col.cast(pl.String).fill_null("null"),
-                        pl.lit(int(bound)),
-                        pl.lit(int(bound)),
-                    )
-                )
-            )
+            checks.append(Check(
+                "coordinate_out_of_range",
+                col.is_null() | col.is_nan() | (col.abs() > bound),
+                pl.format(
+                    "{}={} is outside [-{}, {}]",
+                    pl.lit(f"{end}_{axis}"),
+                    col.cast(pl.String).fill_null("null"),
+                    pl.lit(int(bound)),
+                    pl.lit(int(bound)),
+                ),
+            ))
     for end in ("start", "end"):
-        zero = (pl.col(f"{end}_lat") == 0) & (pl.col(f"{end}_lng") == 0)
-        reasons.append(pl.when(zero).then(pl.lit("null_island")))
-        details.append(pl.when(zero).then(pl.lit(f"{end} point is at (0, 0)")))
-    not_after = pl.col("ended_at") <= pl.col("started_at")
-    reasons.append(pl.when(not_after).then(pl.lit("end_not_after_start")))
-    details.append(
-        pl.when(not_after).then(
-            pl.format(
-                "ended_at {} is not after started_at {}",
-                pl.col("ended_at").dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
-                pl.col("started_at").dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
-            )
-        )
-    )
+        checks.append(Check(
+            "null_island",
+            (pl.col(f"{end}_lat") == 0) & (pl.col(f"{end}_lng") == 0),
+            pl.lit(f"{end} point is at (0, 0)"),
+        ))
+    checks.append(Check(
+        "end_not_after_start",
+        pl.col("ended_at") <= pl.col("started_at"),
+        pl.format(
+            "ended_at {} is not after started_at {}",
+            pl.col("ended_at").dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
+            pl.col("started_at").dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
+        ),
+    ))
     duration_s = (pl.col("ended_at") - pl.col("started_at")).dt.total_microseconds() / 1e6
     dist_m = pl.coalesce(
         pl.col("distance_m"),
         haversine_expr("start_lat", "start_lng", "end_lat", "end_lng"),
     )
     speed = dist_m / duration_s * 3.6
-    fast = speed > limits.max_speed_kmh
-    reasons.append(pl.when(fast).then(pl.lit("implausible_speed")))
-    details.append(
-        pl.when(fast).then(
-            pl.format(
-                "average speed {} km/h ({} m in {} s) exceeds {} km/h",
-                speed.round(1),
-                dist_m.round(0),
-                duration_s.round(0),
-                pl.lit(limits.max_speed_kmh),
-            )
-        )
-    )
-    return reasons, details
+    checks.append(Check(
+        "implausible_speed",
+        speed > limits.max_speed_kmh,
+        pl.format(
+            "average speed {} km/h ({} m in {} s) exceeds {} km/h",
+            speed.round(1),
+            dist_m.round(0),
+            duration_s.round(0),
+            pl.lit(limits.max_speed_kmh),
+        ),
+    ))
+    return checks
 
 
 def validate_trips(
     canonical: pl.DataFrame, limits: ValidationLimits | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split canonical rows into accepted trips and rejections.
+    """Split parsed canonical rows into accepted trips and rejections.
 
     Parameters
     ----------
     canonical
-        Canonical columns plus ``_line`` and, from the reader, ``_reason`` and
-        ``_detail`` (null when the row parsed); see ``fleet.formats.to_canonical``.
+        Canonical columns plus ``_line``: rows that parsed (``fleet.formats``).
     limits
         Plausibility limits; the defaults of ``ValidationLimits`` when None.
 
@@ -127,73 +170,46 @@ def validate_trips(
     ...     "started_at": [t0, t0], "ended_at": [t0 + dt.timedelta(minutes=9)] * 2,
     ...     "start_lat": [1.30, 1.30], "start_lng": [103.80, 103.80],
     ...     "end_lat": [1.31, 1.31], "end_lng": [103.80, 103.80],
-    ...     "distance_m": [None, None], "city": ["singapore"] * 2, "_line": [2, 3],
-    ...     "_reason": [None, None], "_detail": [None, None]},
-    ...     schema_overrides={"rider_id": pl.String, "distance_m": pl.Float64,
-    ...                       "_reason": pl.String, "_detail": pl.String})
+    ...     "distance_m": [None, None], "city": ["singapore"] * 2, "_line": [2, 3]},
+    ...     schema_overrides={"rider_id": pl.String, "distance_m": pl.Float64})
     >>> ok, bad = validate_trips(rows)
-    >>> ok.height, bad["reason"].to_list()
-    (1, ['duplicate_trip_id'])
+    >>> ok.height, bad["reason"].to_list(), bad["detail"].to_list()
+    (1, ['duplicate_trip_id'], ['trip_id a repeats line 2'])
     """
-    limits = limits or ValidationLimits()
-    reasons, details = _checks(limits)
-    judged = canonical.with_columns(
-        pl.coalesce(pl.col("_reason"), *reasons).alias("_reason"),
-        pl.coalesce(pl.col("_detail"), *details).alias("_detail"),
-    )
-    ok = judged.filter(pl.col("_reason").is_null())
-    accepted, dups = mark_duplicates(ok.drop("_reason", "_detail"))
-    rejected = pl.concat(
-        [
-            judged.filter(pl.col("_reason").is_not_null()).select(
-                "_line",
-                pl.col("_reason").alias("reason"),
-                pl.col("_detail").alias("detail"),
-            ),
-            dups,
-        ]
-    ).sort("_line")
+    checks = trip_checks(limits or ValidationLimits())
+    judged = canonical.with_columns(first_failure(checks).alias("_check"))
+    failed = judged.filter(pl.col("_check").is_not_null())
+    if failed.height:
+        ok = judged.filter(pl.col("_check").is_null())
+    else:
+        ok = judged  # the usual case: no copy
+    accepted, dups = mark_duplicates(ok.drop("_check"))
+    rejected = pl.concat([explain(failed, checks), dups]).sort("_line")
     return accepted, rejected
 
 
-def mark_duplicates(
-    trips: pl.DataFrame, existing: pl.Series | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the first row of each trip_id; reject repeats and ids in ``existing``.
+def mark_duplicates(trips: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the first row of each trip_id; reject later repeats with their reason.
 
-    Returns the kept trips and rejections (``_line``, ``reason``, ``detail``).
+    Hashing the ids first makes the common case (all distinct) cheap: distinct
+    hashes prove distinct ids, and only rows whose hash repeats are compared as
+    strings.
     """
-    first = pl.col("trip_id").is_first_distinct()
-    if existing is not None and existing.len():
-        in_store = pl.col("trip_id").is_in(existing.implode())
-    else:
-        in_store = pl.lit(False)
-    flagged = trips.with_columns(
-        (~first).alias("_repeat"), in_store.alias("_in_store")
-    )
-    keep = flagged.filter(~pl.col("_repeat") & ~pl.col("_in_store"))
-    bad = flagged.filter(pl.col("_repeat") | pl.col("_in_store"))
-    if bad.height:
-        first_line = (
-            trips.filter(first)
-            .select("trip_id", pl.col("_line").alias("_first_line"))
-            .join(bad.select("trip_id").unique(), on="trip_id")
-        )
-        bad = bad.join(first_line, on="trip_id", how="left").with_columns(
-            pl.when(pl.col("_in_store"))
-            .then(pl.format("trip_id {} is already in the store", pl.col("trip_id")))
-            .otherwise(
-                pl.format(
-                    "trip_id {} repeats line {}", pl.col("trip_id"), pl.col("_first_line")
-                )
-            )
-            .alias("detail")
-        )
-    else:
-        bad = bad.with_columns(pl.lit(None, pl.String).alias("detail"))
-    rejected = bad.select(
+    empty = pl.DataFrame(schema={"_line": pl.Int64, "reason": pl.String, "detail": pl.String})
+    ids = trips["trip_id"]
+    hashes = ids.hash()
+    if hashes.n_unique() == trips.height:
+        return trips.select(*TRIP_COLUMNS, "_line"), empty
+    suspects = trips.filter(hashes.is_duplicated())
+    first = suspects.with_columns(pl.col("trip_id").is_first_distinct().alias("_first"))
+    repeats = first.filter(~pl.col("_first"))
+    if repeats.height == 0:
+        return trips.select(*TRIP_COLUMNS, "_line"), empty
+    first_line = first.filter("_first").select("trip_id", pl.col("_line").alias("_first_line"))
+    rejected = repeats.join(first_line, on="trip_id", how="left").select(
         pl.col("_line").cast(pl.Int64),
         pl.lit("duplicate_trip_id").alias("reason"),
-        pl.col("detail").cast(pl.String),
+        pl.format("trip_id {} repeats line {}", "trip_id", "_first_line").alias("detail"),
     )
+    keep = trips.filter(~pl.col("_line").is_in(repeats["_line"].implode()))
     return keep.select(*TRIP_COLUMNS, "_line"), rejected

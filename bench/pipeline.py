@@ -1,0 +1,144 @@
+"""Benchmark of the trip pipeline on synthetic trips (run on demand, not in tests).
+
+    .venv/bin/python bench/pipeline.py                 # 1 M and 10 M trips
+    .venv/bin/python bench/pipeline.py --trips 1000000 # one scale
+    .venv/bin/python bench/pipeline.py --store         # also time the DuckDB load
+
+Generates (or reuses) hive-partitioned Parquet under bench/out/, then runs each
+scale in a fresh process so peak memory (max RSS) belongs to that scale alone.
+Stages, summed over partitions (city x day), as the pipeline runs them:
+
+- read+validate: read Parquet, map to canonical, validate, quarantine frame
+- index: H3 cells of both ends (res 9)
+- flows: departures/arrivals per (cell, hour), partition flows summed at the end
+- store (``--store``): loading every partition into a fresh DuckDB file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "bench" / "out"
+
+
+def generate(trips: int, days: int) -> Path:
+    from fleet.io import write_partition
+    from fleet.synth import SynthParams, synth_days
+
+    root = OUT / f"synth-{trips}"
+    marker = root / "DONE"
+    if marker.exists():
+        return root
+    params = SynthParams(trips=trips, days=days, bikes=max(trips // 50, 1000))
+    t0 = time.perf_counter()
+    for day, df in synth_days(params):
+        write_partition(df, root, params.city, day.isoformat())
+    marker.write_text(json.dumps({"trips": trips, "days": days}))
+    print(f"generated {trips:,} trips in {time.perf_counter() - t0:.1f} s -> {root}",
+          flush=True)
+    return root
+
+
+def measure(root: Path, store: bool) -> dict[str, float]:
+    import polars as pl
+
+    from fleet.cells import cell_flows, index_trips, sum_flows
+    from fleet.cities import get_city
+    from fleet.formats import to_canonical
+    from fleet.io import read_source
+    from fleet.pipeline import quarantine_frame
+    from fleet.validate import validate_trips
+
+    files = sorted(root.rglob("*.parquet"))
+    city = get_city("synthopolis")
+    t = {"read_validate": 0.0, "index": 0.0, "flows": 0.0}
+    rows = accepted = 0
+    parts = []
+    wall0 = time.perf_counter()
+    for f in files:
+        s = time.perf_counter()
+        batch = read_source(f)
+        canonical, unparsed = to_canonical(batch.format, batch.raw, city)
+        ok, bad = validate_trips(canonical)
+        quarantine_frame(batch, batch.raw, pl.concat([unparsed, bad]))
+        t["read_validate"] += time.perf_counter() - s
+        s = time.perf_counter()
+        indexed = index_trips(ok, 9)
+        t["index"] += time.perf_counter() - s
+        s = time.perf_counter()
+        parts.append(cell_flows(indexed.select(
+            "city", "start_cell", "end_cell", "started_at", "ended_at")).collect())
+        t["flows"] += time.perf_counter() - s
+        rows += batch.raw.height
+        accepted += ok.height
+    s = time.perf_counter()
+    flows = sum_flows(parts)
+    t["flows"] += time.perf_counter() - s
+    wall = time.perf_counter() - wall0
+    assert flows["departures"].sum() == accepted, "flows must conserve trips"
+    result = {"rows": rows, "accepted": accepted, "partitions": len(files),
+              "flow_rows": flows.height, "wall_s": wall, **{f"{k}_s": v for k, v in t.items()}}
+    if store:
+        import tempfile
+
+        from fleet.ingest import ingest_file
+        from fleet.store import open_store
+
+        with tempfile.TemporaryDirectory() as d:
+            con = open_store(Path(d) / "bench.duckdb")
+            s = time.perf_counter()
+            for f in files:
+                ingest_file(con, f)
+            result["store_s"] = time.perf_counter() - s
+            con.close()
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    del pl
+    return result
+
+
+def report(trips: int, r: dict[str, float]) -> None:
+    n = r["rows"]
+    print(f"\n== {trips:,} synthetic trips, {int(r['partitions'])} partitions "
+          f"({int(r['accepted']):,} accepted, {int(r['flow_rows']):,} cell-hour rows)")
+    print(f"{'stage':<16}{'seconds':>10}{'trips/s':>14}")
+    for k in ("read_validate", "index", "flows"):
+        s = r[f"{k}_s"]
+        print(f"{k:<16}{s:>10.2f}{n / s:>14,.0f}")
+    print(f"{'pipeline (wall)':<16}{r['wall_s']:>10.2f}{n / r['wall_s']:>14,.0f}")
+    if "store_s" in r:
+        print(f"{'ingest to DuckDB':<16}{r['store_s']:>10.2f}{n / r['store_s']:>14,.0f}"
+              "   (read+validate+index+store, one transaction per partition)")
+    print(f"peak memory (max RSS): {r['peak_rss_mb']:,.0f} MB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trips", type=int, action="append",
+                    help="scale(s) to run (default: 1,000,000 and 10,000,000)")
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--store", action="store_true", help="also time loading into DuckDB")
+    ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.store)))
+        return
+    for trips in args.trips or [1_000_000, 10_000_000]:
+        root = generate(trips, args.days)
+        cmd = [sys.executable, __file__, "--measure", str(root)]
+        if args.store:
+            cmd.append("--store")
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        report(trips, json.loads(out.strip().splitlines()[-1]))
+
+
+if __name__ == "__main__":
+    main()

@@ -35,7 +35,6 @@ from fleet.ingest import ingest_file
 from fleet.io import expand_paths, write_partition
 from fleet.snapshot import snapshot_fleet, stock_per_cell
 from fleet.store import (
-    default_db_path,
     open_store,
     pick_city,
     read_trips,
@@ -58,10 +57,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DbOpt = Annotated[
     Path | None,
-    typer.Option("--db", help="DuckDB store file [default: $BIKEFLEET_DB or data/bikefleet.duckdb]"),
+    typer.Option(
+        "--db",
+        help="DuckDB store file [default: $BIKEFLEET_DB or data/bikefleet.duckdb]",
+    ),
 ]
-CityOpt = Annotated[str | None, typer.Option("--city", help="City name (see fleet/cities.py).")]
-ResOpt = Annotated[int, typer.Option("--res", help="H3 resolution 0..15.", min=0, max=15)]
+CityOpt = Annotated[
+    str | None, typer.Option("--city", help="City name (see fleet/cities.py).")
+]
+ResOpt = Annotated[
+    int, typer.Option("--res", help="H3 resolution 0..15.", min=0, max=15)
+]
 
 
 def friendly(fn: F) -> F:
@@ -94,20 +100,34 @@ def _progress() -> Progress:
 @app.command()
 @friendly
 def synth(
-    out_dir: Annotated[Path, typer.Option("--out", help="Root of the partitioned Parquet output.")] = Path("data/synth"),
-    trips: Annotated[int, typer.Option(help="Total trips over all days.", min=1)] = 300_000,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Root of the partitioned Parquet output.")
+    ] = Path("data/synth"),
+    trips: Annotated[
+        int, typer.Option(help="Total trips over all days.", min=1)
+    ] = 300_000,
     days: Annotated[int, typer.Option(help="Number of days.", min=1)] = 7,
     bikes: Annotated[int, typer.Option(help="Fleet size.", min=1)] = 5_000,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same trips).")] = 42,
-    start: Annotated[str, typer.Option(help="First local day, YYYY-MM-DD.")] = "2026-01-05",
-    dirty: Annotated[float, typer.Option(help="Share of rows with injected faults.")] = 0.001,
+    seed: Annotated[
+        int, typer.Option(help="Random seed (same seed, same trips).")
+    ] = 42,
+    start: Annotated[
+        str, typer.Option(help="First local day, YYYY-MM-DD.")
+    ] = "2026-01-05",
+    dirty: Annotated[
+        float, typer.Option(help="Share of rows with injected faults.")
+    ] = 0.001,
 ) -> None:
     """Generate a synthetic city as hive-partitioned Parquet (city=/date=/part-0).
 
     Example: bikefleet synth --trips 10000000 --days 30 --bikes 200000 --out data/synth
     """
     params = SynthParams(
-        trips=trips, days=days, bikes=bikes, seed=seed, dirty=dirty,
+        trips=trips,
+        days=days,
+        bikes=bikes,
+        seed=seed,
+        dirty=dirty,
         start=_date(start, "--start"),
     )
     _write_synth(params, out_dir)
@@ -120,8 +140,10 @@ def _write_synth(params: SynthParams, out_dir: Path) -> list[Path]:
         for day, df in synth_days(params):
             files.append(write_partition(df, out_dir, params.city, day.isoformat()))
             bar.advance(task)
-    out.print(f"wrote {params.trips:,} trips of {params.bikes:,} bikes over {params.days} "
-              f"days to {out_dir}/city={params.city}/")
+    out.print(
+        f"wrote {params.trips:,} trips of {params.bikes:,} bikes over {params.days} "
+        f"days to {out_dir}/city={params.city}/"
+    )
     return files
 
 
@@ -146,7 +168,9 @@ def ingest(
     _print_ingest(reports)
 
 
-def _ingest_files(con: Any, files: list[Path], *, city: str | None, res: int) -> list[IngestReport]:
+def _ingest_files(
+    con: Any, files: list[Path], *, city: str | None, res: int
+) -> list[IngestReport]:
     reports = []
     with _progress() as bar:
         task = bar.add_task("ingest", total=len(files))
@@ -192,34 +216,65 @@ def cells(
     con = open_store(db)
     name = pick_city(con, city)
     trips = _trips_at_res(con, name, res)
-    flows = cell_flows(trips).collect().with_columns(pl.lit(res, pl.Int8).alias("h3_res"))
-    turnover = cell_turnover(trips, get_city(name).timezone).collect().with_columns(
-        pl.lit(res, pl.Int8).alias("h3_res")
+    flows = (
+        cell_flows(trips).collect().with_columns(pl.lit(res, pl.Int8).alias("h3_res"))
+    )
+    turnover = (
+        cell_turnover(trips, get_city(name).timezone)
+        .collect()
+        .with_columns(pl.lit(res, pl.Int8).alias("h3_res"))
     )
     replace_table_rows(con, "cell_flows", flows, where={"city": name, "h3_res": res})
-    replace_table_rows(con, "cell_turnover", turnover, where={"city": name, "h3_res": res})
+    replace_table_rows(
+        con, "cell_turnover", turnover, where={"city": name, "h3_res": res}
+    )
     dep = int(flows["departures"].sum())
-    out.print(f"{name} res {res}: {flows['cell'].n_unique():,} cells, {flows.height:,} "
-              f"(cell, hour) rows; departures {dep:,} = arrivals "
-              f"{int(flows['arrivals'].sum()):,} = trips {trips.height:,}")
+    out.print(
+        f"{name} res {res}: {flows['cell'].n_unique():,} cells, {flows.height:,} "
+        f"(cell, hour) rows; departures {dep:,} = arrivals "
+        f"{int(flows['arrivals'].sum()):,} = trips {trips.height:,}"
+    )
     busiest = (
-        flows.group_by("cell").agg(pl.col("departures", "arrivals").sum())
+        flows.group_by("cell")
+        .agg(pl.col("departures", "arrivals").sum())
         .with_columns((pl.col("arrivals") - pl.col("departures")).alias("net"))
-        .sort("departures", descending=True).head(top)
+        .sort("departures", descending=True)
+        .head(top)
     )
     turn = turnover.group_by("cell").agg(pl.col("turnover").mean())
     busiest = busiest.join(turn, on="cell", how="left")
-    table = Table("cell", "departures", "arrivals", "net", "rides/bike/day",
-                  title="busiest cells")
-    for r in busiest.with_columns(cell_to_str(busiest["cell"]).alias("hex")).iter_rows(named=True):
-        table.add_row(r["hex"], f"{r['departures']:,}", f"{r['arrivals']:,}",
-                      f"{r['net']:+,}", f"{r['turnover']:.2f}")
+    table = Table(
+        "cell", "departures", "arrivals", "net", "rides/bike/day", title="busiest cells"
+    )
+    for r in busiest.with_columns(cell_to_str(busiest["cell"]).alias("hex")).iter_rows(
+        named=True
+    ):
+        table.add_row(
+            r["hex"],
+            f"{r['departures']:,}",
+            f"{r['arrivals']:,}",
+            f"{r['net']:+,}",
+            f"{r['turnover']:.2f}",
+        )
     out.print(table)
 
 
 def _trips_at_res(con: Any, city: str, res: int) -> pl.DataFrame:
-    cols = ("trip_id", "bike_id", "vehicle_type", "started_at", "ended_at", "start_lat",
-            "start_lng", "end_lat", "end_lng", "city", "start_cell", "end_cell", "h3_res")
+    cols = (
+        "trip_id",
+        "bike_id",
+        "vehicle_type",
+        "started_at",
+        "ended_at",
+        "start_lat",
+        "start_lng",
+        "end_lat",
+        "end_lng",
+        "city",
+        "start_cell",
+        "end_cell",
+        "h3_res",
+    )
     trips = read_trips(con, city=city, columns=cols)
     if trips.height and (trips["h3_res"] != res).any():
         trips = index_trips(trips.drop("start_cell", "end_cell"), res)
@@ -231,9 +286,17 @@ def _trips_at_res(con: Any, city: str, res: int) -> pl.DataFrame:
 def snapshot(
     db: DbOpt = None,
     city: CityOpt = None,
-    at: Annotated[str | None, typer.Option(help="Instant, ISO 8601 (UTC if no offset); default: the last trip end.")] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Instant, ISO 8601 (UTC if no offset); default: the last trip end."
+        ),
+    ] = None,
     res: ResOpt = DEFAULT_RES,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Also write the bikes as .csv or .parquet.")] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also write the bikes as .csv or .parquet."),
+    ] = None,
 ) -> None:
     """Rebuild where every bike stands at an instant, and the stock per cell.
 
@@ -249,12 +312,26 @@ def snapshot(
     bikes = snapshot_fleet(trips, instant)
     stock = stock_per_cell(bikes)
     tag = {"city": name, "taken_at": instant}
-    replace_table_rows(con, "fleet_snapshot", bikes.with_columns(
-        pl.lit(name).alias("city"), pl.lit(instant).alias("taken_at")), where=tag)
-    replace_table_rows(con, "cell_stock", stock.with_columns(
-        pl.lit(name).alias("city"), pl.lit(instant).alias("taken_at")), where=tag)
-    out.print(f"{name} at {instant.isoformat()}: {bikes.height:,} bikes standing in "
-              f"{stock.height:,} cells ({int(stock['ebikes'].sum()):,} e-bikes)")
+    replace_table_rows(
+        con,
+        "fleet_snapshot",
+        bikes.with_columns(
+            pl.lit(name).alias("city"), pl.lit(instant).alias("taken_at")
+        ),
+        where=tag,
+    )
+    replace_table_rows(
+        con,
+        "cell_stock",
+        stock.with_columns(
+            pl.lit(name).alias("city"), pl.lit(instant).alias("taken_at")
+        ),
+        where=tag,
+    )
+    out.print(
+        f"{name} at {instant.isoformat()}: {bikes.height:,} bikes standing in "
+        f"{stock.height:,} cells ({int(stock['ebikes'].sum()):,} e-bikes)"
+    )
     if out_file is not None:
         export = bikes.with_columns(cell_to_str(bikes["cell"]).alias("cell"))
         if out_file.suffix == ".parquet":
@@ -270,7 +347,9 @@ def demand(
     db: DbOpt = None,
     city: CityOpt = None,
     res: ResOpt = DEFAULT_RES,
-    test_days: Annotated[int, typer.Option(help="Hold out the last N days for the error check.", min=1)] = 1,
+    test_days: Annotated[
+        int, typer.Option(help="Hold out the last N days for the error check.", min=1)
+    ] = 1,
 ) -> None:
     """Learn expected departures/arrivals per cell and local hour (weekday/weekend).
 
@@ -286,7 +365,8 @@ def demand(
     days = local_days(counts)
     if len(days) <= test_days:
         raise EmptyStoreError(
-            f"{name} has {len(days)} day(s) of trips; the held-out check needs more than "
+            f"{name} has {len(days)} day(s) of trips; the held-out check needs more "
+            "than "
             f"--test-days {test_days}"
         )
     train, test = days[:-test_days], days[-test_days:]
@@ -294,18 +374,31 @@ def demand(
     profile = demand_profile(counts, days).with_columns(
         pl.lit(name).alias("city"), pl.lit(res, pl.Int8).alias("h3_res")
     )
-    replace_table_rows(con, "demand_profile", profile, where={"city": name, "h3_res": res})
+    replace_table_rows(
+        con, "demand_profile", profile, where={"city": name, "h3_res": res}
+    )
     fell_back = sorted(set(profile.filter("fallback")["day_type"]))
-    out.print(f"{name} res {res}: profile over {len(days)} days, "
-              f"{profile['cell'].n_unique():,} cells"
-              + (f" (no {', '.join(fell_back)} in the data: all-day fallback)" if fell_back else ""))
+    out.print(
+        f"{name} res {res}: profile over {len(days)} days, "
+        f"{profile['cell'].n_unique():,} cells"
+        + (
+            f" (no {', '.join(fell_back)} in the data: all-day fallback)"
+            if fell_back
+            else ""
+        )
+    )
     out.print(f"held-out check: trained on {_days(train)}, tested on {_days(test)}")
     table = Table("estimator", "MAE per cell-hour", "vs profile", title="demand error")
-    for label, v in (("profile (mean by day type)", ev.mae_profile),
-                     ("baseline: repeat last day", ev.mae_last_day),
-                     ("baseline: flat daily mean", ev.mae_flat)):
-        table.add_row(label, f"{v:.4f}", f"{(v / ev.mae_profile - 1) * 100:+.1f} %"
-                      if ev.mae_profile else "-")
+    for label, v in (
+        ("profile (mean by day type)", ev.mae_profile),
+        ("baseline: repeat last day", ev.mae_last_day),
+        ("baseline: flat daily mean", ev.mae_flat),
+    ):
+        table.add_row(
+            label,
+            f"{v:.4f}",
+            f"{(v / ev.mae_profile - 1) * 100:+.1f} %" if ev.mae_profile else "-",
+        )
     out.print(table)
 
 
@@ -316,11 +409,13 @@ def _days(days: list[dt.date] | tuple[dt.date, ...]) -> str:
 @app.command()
 @friendly
 def demo(
-    data_dir: Annotated[Path, typer.Option(help="Where the synthetic city and the store go.")] = Path("data"),
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the synthetic city and the store go.")
+    ] = Path("data"),
     trips: Annotated[int, typer.Option(help="Synthetic trips.", min=1)] = 300_000,
     days: Annotated[int, typer.Option(help="Synthetic days.", min=2)] = 14,
 ) -> None:
-    """Run the whole pipeline on a synthetic city: synth, ingest, cells, snapshot, demand.
+    """Run the pipeline end to end on a synthetic city (synth to demand).
 
     Example: bikefleet demo --data-dir data --trips 300000
     """
@@ -339,8 +434,10 @@ def demo(
     snapshot(db=db, city=params.city, at=None, res=DEFAULT_RES, out_file=None)
     out.rule("5. demand profile")
     demand(db=db, city=params.city, res=DEFAULT_RES, test_days=1)
-    out.print(f"store: {db}  (tables trips, quarantine, cell_flows, cell_turnover, "
-              "fleet_snapshot, cell_stock, demand_profile)")
+    out.print(
+        f"store: {db}  (tables trips, quarantine, cell_flows, cell_turnover, "
+        "fleet_snapshot, cell_stock, demand_profile)"
+    )
 
 
 def _date(text: str, flag: str) -> dt.date:

@@ -43,8 +43,10 @@ def generate(trips: int, days: int) -> Path:
     for day, df in synth_days(params):
         write_partition(df, root, params.city, day.isoformat())
     marker.write_text(json.dumps({"trips": trips, "days": days}))
-    print(f"generated {trips:,} trips in {time.perf_counter() - t0:.1f} s -> {root}",
-          flush=True)
+    print(
+        f"generated {trips:,} trips in {time.perf_counter() - t0:.1f} s -> {root}",
+        flush=True,
+    )
     return root
 
 
@@ -75,8 +77,13 @@ def measure(root: Path, store: bool) -> dict[str, float]:
         indexed = index_trips(ok, 9)
         t["index"] += time.perf_counter() - s
         s = time.perf_counter()
-        parts.append(cell_flows(indexed.select(
-            "city", "start_cell", "end_cell", "started_at", "ended_at")).collect())
+        parts.append(
+            cell_flows(
+                indexed.select(
+                    "city", "start_cell", "end_cell", "started_at", "ended_at"
+                )
+            ).collect()
+        )
         t["flows"] += time.perf_counter() - s
         rows += batch.raw.height
         accepted += ok.height
@@ -85,8 +92,14 @@ def measure(root: Path, store: bool) -> dict[str, float]:
     t["flows"] += time.perf_counter() - s
     wall = time.perf_counter() - wall0
     assert flows["departures"].sum() == accepted, "flows must conserve trips"
-    result = {"rows": rows, "accepted": accepted, "partitions": len(files),
-              "flow_rows": flows.height, "wall_s": wall, **{f"{k}_s": v for k, v in t.items()}}
+    result = {
+        "rows": rows,
+        "accepted": accepted,
+        "partitions": len(files),
+        "flow_rows": flows.height,
+        "wall_s": wall,
+        **{f"{k}_s": v for k, v in t.items()},
+    }
     if store:
         import tempfile
 
@@ -105,31 +118,67 @@ def measure(root: Path, store: bool) -> dict[str, float]:
     return result
 
 
+def measure_parallel(root: Path, workers: int) -> dict[str, float]:
+    from fleet.pipeline import flows_of_partitions
+
+    files = sorted(root.rglob("*.parquet"))
+    s = time.perf_counter()
+    flows, results = flows_of_partitions(files, workers=workers)
+    wall = time.perf_counter() - s
+    rows = sum(r.rows for r in results)
+    accepted = sum(r.accepted for r in results)
+    assert flows["departures"].sum() == accepted, "flows must conserve trips"
+    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {
+        "rows": rows,
+        "accepted": accepted,
+        "wall_s": wall,
+        "workers": workers,
+        "parent_rss_mb": parent,
+        "child_rss_mb": child,
+    }
+
+
 def report(trips: int, r: dict[str, float]) -> None:
     n = r["rows"]
-    print(f"\n== {trips:,} synthetic trips, {int(r['partitions'])} partitions "
-          f"({int(r['accepted']):,} accepted, {int(r['flow_rows']):,} cell-hour rows)")
+    print(
+        f"\n== {trips:,} synthetic trips, {int(r['partitions'])} partitions "
+        f"({int(r['accepted']):,} accepted, {int(r['flow_rows']):,} cell-hour rows)"
+    )
     print(f"{'stage':<16}{'seconds':>10}{'trips/s':>14}")
     for k in ("read_validate", "index", "flows"):
         s = r[f"{k}_s"]
         print(f"{k:<16}{s:>10.2f}{n / s:>14,.0f}")
     print(f"{'pipeline (wall)':<16}{r['wall_s']:>10.2f}{n / r['wall_s']:>14,.0f}")
     if "store_s" in r:
-        print(f"{'ingest to DuckDB':<16}{r['store_s']:>10.2f}{n / r['store_s']:>14,.0f}"
-              "   (read+validate+index+store, one transaction per partition)")
+        print(
+            f"{'ingest to DuckDB':<16}{r['store_s']:>10.2f}{n / r['store_s']:>14,.0f}"
+            "   (read+validate+index+store, one transaction per partition)"
+        )
     print(f"peak memory (max RSS): {r['peak_rss_mb']:,.0f} MB")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--trips", type=int, action="append",
-                    help="scale(s) to run (default: 1,000,000 and 10,000,000)")
+    ap.add_argument(
+        "--trips",
+        type=int,
+        action="append",
+        help="scale(s) to run (default: 1,000,000 and 10,000,000)",
+    )
     ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--store", action="store_true", help="also time loading into DuckDB")
+    ap.add_argument(
+        "--store", action="store_true", help="also time loading into DuckDB"
+    )
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.store)))
+        if args.workers:
+            print(json.dumps(measure_parallel(args.measure, args.workers)))
+        else:
+            print(json.dumps(measure(args.measure, args.store)))
         return
     for trips in args.trips or [1_000_000, 10_000_000]:
         root = generate(trips, args.days)
@@ -138,6 +187,15 @@ def main() -> None:
             cmd.append("--store")
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         report(trips, json.loads(out.strip().splitlines()[-1]))
+        cmd = [sys.executable, __file__, "--measure", str(root), "--workers", "2"]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(
+            f"{'2 processes':<16}{r['wall_s']:>10.2f}{r['rows'] / r['wall_s']:>14,.0f}"
+            f"   (partitions mapped over 2 workers, flows summed; peak RSS parent "
+            f"{r['parent_rss_mb']:,.0f} MB + largest worker "
+            f"{r['child_rss_mb']:,.0f} MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -80,7 +80,10 @@ def index_trips(trips: pl.DataFrame, res: int = DEFAULT_RES) -> pl.DataFrame:
         )
     jobs = [
         _POOL.submit(
-            index_points, trips[f"{p}_lat"].to_numpy(), trips[f"{p}_lng"].to_numpy(), res
+            index_points,
+            trips[f"{p}_lat"].to_numpy(),
+            trips[f"{p}_lng"].to_numpy(),
+            res,
         )
         for p in ("start", "end")
     ]
@@ -119,8 +122,12 @@ def cell_flows(trips: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
 
     return (
         side("started_at", "start_cell", "departures")
-        .join(side("ended_at", "end_cell", "arrivals"), on=["city", "cell", "_h"],
-              how="full", coalesce=True)
+        .join(
+            side("ended_at", "end_cell", "arrivals"),
+            on=["city", "cell", "_h"],
+            how="full",
+            coalesce=True,
+        )
         .with_columns(
             pl.col("departures", "arrivals").fill_null(0),
             (pl.col("_h") * hour_us).cast(FLOW_SCHEMA["hour"]).alias("hour"),
@@ -158,10 +165,20 @@ def cell_turnover(trips: pl.DataFrame | pl.LazyFrame, timezone: str) -> pl.LazyF
     def day(col: str) -> pl.Expr:
         return pl.col(col).dt.convert_time_zone(timezone).dt.date().alias("date")
 
-    starts = lf.select("city", pl.col("start_cell").alias("cell"), day("started_at"),
-                       "bike_id", pl.lit(1).alias("dep"))
-    ends = lf.select("city", pl.col("end_cell").alias("cell"), day("ended_at"),
-                     "bike_id", pl.lit(0).alias("dep"))
+    starts = lf.select(
+        "city",
+        pl.col("start_cell").alias("cell"),
+        day("started_at"),
+        "bike_id",
+        pl.lit(1).alias("dep"),
+    )
+    ends = lf.select(
+        "city",
+        pl.col("end_cell").alias("cell"),
+        day("ended_at"),
+        "bike_id",
+        pl.lit(0).alias("dep"),
+    )
     return (
         pl.concat([starts, ends])
         .group_by("city", "cell", "date")

@@ -31,8 +31,10 @@ DAY_TYPES = ("weekday", "weekend")
 
 
 def _day_type(date: pl.Expr) -> pl.Expr:
-    return pl.when(date.dt.weekday() >= 6).then(pl.lit("weekend")).otherwise(
-        pl.lit("weekday")
+    return (
+        pl.when(date.dt.weekday() >= 6)
+        .then(pl.lit("weekend"))
+        .otherwise(pl.lit("weekday"))
     )
 
 
@@ -100,9 +102,19 @@ def demand_profile(counts: pl.DataFrame, days: list[dt.date]) -> pl.DataFrame:
             )
         )
         parts.append(part)
-    return pl.concat(parts).select(
-        "cell", "day_type", "hour_of_day", "departures", "arrivals", "days", "fallback"
-    ).sort("day_type", "hour_of_day", "cell")
+    return (
+        pl.concat(parts)
+        .select(
+            "cell",
+            "day_type",
+            "hour_of_day",
+            "departures",
+            "arrivals",
+            "days",
+            "fallback",
+        )
+        .sort("day_type", "hour_of_day", "cell")
+    )
 
 
 def _grid(cells: pl.Series, day: dt.date) -> pl.DataFrame:
@@ -153,8 +165,10 @@ def evaluate_demand(
         )
         dtype = "weekend" if day.isoweekday() >= 6 else "weekday"
         pred = profile.filter(pl.col("day_type") == dtype).select(
-            "cell", pl.col("hour_of_day").cast(pl.Int8).alias("hour"),
-            "departures", "arrivals",
+            "cell",
+            pl.col("hour_of_day").cast(pl.Int8).alias("hour"),
+            "departures",
+            "arrivals",
         )
         cells = pl.concat(
             [counts.filter(pl.col("date").is_in(train_days))["cell"], actual["cell"]]

@@ -37,7 +37,7 @@ import polars as pl
 from fleet.geo import gcj02_to_wgs84, haversine_m
 from fleet.schema import NULLABLE, TRIP_SCHEMA, UTC, VEHICLE_TYPES
 from fleet.types import City
-from fleet.validate import Check, explain, first_failure
+from fleet.validate import Check, any_failure, explain
 
 __all__ = [
     "FORMATS",
@@ -65,24 +65,56 @@ def _norm(name: str) -> str:
 
 _SIGNATURES: dict[str, tuple[str, ...]] = {
     "canonical": (
-        "trip_id", "bike_id", "vehicle_type", "started_at", "ended_at",
-        "start_lat", "start_lng", "end_lat", "end_lng",
+        "trip_id",
+        "bike_id",
+        "vehicle_type",
+        "started_at",
+        "ended_at",
+        "start_lat",
+        "start_lng",
+        "end_lat",
+        "end_lng",
     ),
     "singapore_dockless": (
-        "trip_id", "bike_id", "start_ts", "end_ts",
-        "start_lat", "start_lng", "end_lat", "end_lng",
+        "trip_id",
+        "bike_id",
+        "start_ts",
+        "end_ts",
+        "start_lat",
+        "start_lng",
+        "end_lat",
+        "end_lng",
     ),
     "mobike_shanghai": (
-        "orderid", "bikeid", "userid", "start_time", "start_location_x",
-        "start_location_y", "end_time", "end_location_x", "end_location_y",
+        "orderid",
+        "bikeid",
+        "userid",
+        "start_time",
+        "start_location_x",
+        "start_location_y",
+        "end_time",
+        "end_location_x",
+        "end_location_y",
     ),
     "system": (
-        "ride_id", "rideable_type", "started_at", "ended_at",
-        "start_lat", "start_lng", "end_lat", "end_lng",
+        "ride_id",
+        "rideable_type",
+        "started_at",
+        "ended_at",
+        "start_lat",
+        "start_lng",
+        "end_lat",
+        "end_lng",
     ),
     "system_legacy": (
-        "tripduration", "starttime", "stoptime", "startstationlatitude",
-        "startstationlongitude", "endstationlatitude", "endstationlongitude", "bikeid",
+        "tripduration",
+        "starttime",
+        "stoptime",
+        "startstationlatitude",
+        "startstationlongitude",
+        "endstationlatitude",
+        "endstationlongitude",
+        "bikeid",
     ),
     "austin": ("id", "deviceid", "vehicletype", "tripduration", "starttime", "endtime"),
 }
@@ -170,7 +202,9 @@ def _iso_utc(e: pl.Expr) -> pl.Expr:
 
 
 def _vehicle(e: pl.Expr, mapping: dict[str, str]) -> pl.Expr:
-    return e.str.to_lowercase().replace_strict(mapping, default=None, return_dtype=pl.String)
+    return e.str.to_lowercase().replace_strict(
+        mapping, default=None, return_dtype=pl.String
+    )
 
 
 _SYSTEM_LOCAL = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M")
@@ -247,7 +281,9 @@ def _fields(fmt: str, raw: pl.DataFrame | pl.LazyFrame, city: City) -> list[Fiel
             Field("bike_id", c("bikeid"), c("bikeid")),
             Field("rider_id", c("userid"), c("userid")),
             Field("vehicle_type", None, pl.lit("bike")),
-            Field("started_at", c("start_time"), _local_time(c("start_time"), tz, fmts)),
+            Field(
+                "started_at", c("start_time"), _local_time(c("start_time"), tz, fmts)
+            ),
             Field("ended_at", c("end_time"), _local_time(c("end_time"), tz, fmts)),
             Field("start_lat", c("start_location_y"), _float(c("start_location_y"))),
             Field("start_lng", c("start_location_x"), _float(c("start_location_x"))),
@@ -267,8 +303,14 @@ def _fields(fmt: str, raw: pl.DataFrame | pl.LazyFrame, city: City) -> list[Fiel
             Field("bike_id", None, c("ride_id")),  # system data rotates no bike id
             Field("rider_id", None, pl.lit(None, pl.String)),
             Field("vehicle_type", c("rideable_type"), _vehicle(c("rideable_type"), vt)),
-            Field("started_at", c("started_at"), _local_time(c("started_at"), tz, _SYSTEM_LOCAL)),
-            Field("ended_at", c("ended_at"), _local_time(c("ended_at"), tz, _SYSTEM_LOCAL)),
+            Field(
+                "started_at",
+                c("started_at"),
+                _local_time(c("started_at"), tz, _SYSTEM_LOCAL),
+            ),
+            Field(
+                "ended_at", c("ended_at"), _local_time(c("ended_at"), tz, _SYSTEM_LOCAL)
+            ),
             *(Field(k, c(k), _float(c(k))) for k in COORDS),
             Field("distance_m", None, pl.lit(None, pl.Float64)),
             Field("city", None, pl.lit(city.name)),
@@ -281,12 +323,24 @@ def _fields(fmt: str, raw: pl.DataFrame | pl.LazyFrame, city: City) -> list[Fiel
             Field("bike_id", c("bikeid"), c("bikeid")),
             Field("rider_id", None, pl.lit(None, pl.String)),
             Field("vehicle_type", None, pl.lit("bike")),
-            Field("started_at", c("starttime"), _local_time(c("starttime"), tz, _US_LOCAL)),
+            Field(
+                "started_at", c("starttime"), _local_time(c("starttime"), tz, _US_LOCAL)
+            ),
             Field("ended_at", c("stoptime"), _local_time(c("stoptime"), tz, _US_LOCAL)),
-            Field("start_lat", c("startstationlatitude"), _float(c("startstationlatitude"))),
-            Field("start_lng", c("startstationlongitude"), _float(c("startstationlongitude"))),
+            Field(
+                "start_lat",
+                c("startstationlatitude"),
+                _float(c("startstationlatitude")),
+            ),
+            Field(
+                "start_lng",
+                c("startstationlongitude"),
+                _float(c("startstationlongitude")),
+            ),
             Field("end_lat", c("endstationlatitude"), _float(c("endstationlatitude"))),
-            Field("end_lng", c("endstationlongitude"), _float(c("endstationlongitude"))),
+            Field(
+                "end_lng", c("endstationlongitude"), _float(c("endstationlongitude"))
+            ),
             Field("distance_m", None, pl.lit(None, pl.Float64)),
             Field("city", None, pl.lit(city.name)),
         ]
@@ -297,7 +351,9 @@ def _fields(fmt: str, raw: pl.DataFrame | pl.LazyFrame, city: City) -> list[Fiel
             Field("bike_id", c("deviceid"), c("deviceid")),
             Field("rider_id", None, pl.lit(None, pl.String)),
             Field("vehicle_type", c("vehicletype"), _vehicle(c("vehicletype"), vt)),
-            Field("started_at", c("starttime"), _local_time(c("starttime"), tz, _US_LOCAL)),
+            Field(
+                "started_at", c("starttime"), _local_time(c("starttime"), tz, _US_LOCAL)
+            ),
             Field("ended_at", c("endtime"), _local_time(c("endtime"), tz, _US_LOCAL)),
             *(Field(k, None, pl.lit(None, pl.Float64)) for k in COORDS),
             Field("distance_m", c("tripdistance"), _float(c("tripdistance"))),
@@ -334,35 +390,50 @@ def parse_checks(fmt: str, fields: list[Field]) -> list[Check]:
     checks: list[Check] = []
     coord_raw = [f.raw for f in fields if f.name in COORDS]
     if all(r is None for r in coord_raw):
-        checks.append(Check("no_coordinates", pl.lit(True),
-                            pl.lit(f"the {fmt} format carries no trip coordinates")))
+        checks.append(
+            Check(
+                "no_coordinates",
+                pl.lit(True),
+                pl.lit(f"the {fmt} format carries no trip coordinates"),
+            )
+        )
     else:
-        checks.append(Check(
-            "no_coordinates",
-            pl.all_horizontal([r.is_null() for r in coord_raw if r is not None]),
-            pl.lit("all four coordinates are empty"),
-        ))
+        checks.append(
+            Check(
+                "no_coordinates",
+                pl.all_horizontal([r.is_null() for r in coord_raw if r is not None]),
+                pl.lit("all four coordinates are empty"),
+            )
+        )
     for f in fields:
         required = f.name not in NULLABLE
         if f.raw is None:
             if required:
-                checks.append(Check("missing_field", f.parsed.is_null(),
-                                    pl.lit(f"{f.name} is empty")))
+                checks.append(
+                    Check(
+                        "missing_field",
+                        f.parsed.is_null(),
+                        pl.lit(f"{f.name} is empty"),
+                    )
+                )
             continue
         if required:
-            checks.append(Check("missing_field", f.raw.is_null(),
-                                pl.lit(f"{f.name} is empty")))
+            checks.append(
+                Check("missing_field", f.raw.is_null(), pl.lit(f"{f.name} is empty"))
+            )
         if f.raw is not f.parsed:
-            checks.append(Check(
-                "unparsable_field",
-                f.raw.is_not_null() & f.parsed.is_null(),
-                pl.format(
-                    "{}={} is not {}",
-                    pl.lit(f.name),
-                    f.raw.cast(pl.String).str.slice(0, 60),
-                    pl.lit(_describe(f.name)),
-                ),
-            ))
+            checks.append(
+                Check(
+                    "unparsable_field",
+                    f.raw.is_not_null() & f.parsed.is_null(),
+                    pl.format(
+                        "{}={} is not {}",
+                        pl.lit(f.name),
+                        f.raw.cast(pl.String).str.slice(0, 60),
+                        pl.lit(_describe(f.name)),
+                    ),
+                )
+            )
     return checks
 
 
@@ -374,27 +445,32 @@ def to_canonical(
     Returns
     -------
     parsed
-        Canonical columns plus ``_line`` (carried from ``raw``), for the rows
-        that parsed.
+        Canonical columns plus ``_line`` (carried from ``raw``) and ``_unparsed``
+        (True for the rows in ``rejected``; ``validate_trips`` sets them aside in
+        the same pass as its own rejections, saving a copy of every row).
     rejected
         ``_line, reason, detail`` of the others: the first problem in canonical
         column order, ``no_coordinates`` before anything else.
     """
     fields = _fields(fmt, raw, city)
     checks = parse_checks(fmt, fields)
-    out = raw.lazy().select(
-        *(f.parsed.cast(TRIP_SCHEMA[f.name]).alias(f.name) for f in fields),
-        pl.col("_line"),
-        first_failure(checks).alias("_check"),
-    ).collect()
-    bad = out.filter(pl.col("_check").is_not_null())
-    if bad.height == 0:
-        return out.drop("_check"), explain(bad, checks)
-    failed = raw.join(bad.select("_line", "_check"), on="_line", how="inner")
-    return (
-        out.filter(pl.col("_check").is_null()).drop("_check"),
-        explain(failed, checks),
+    out = (
+        raw.lazy()
+        .select(
+            *(f.parsed.cast(TRIP_SCHEMA[f.name]).alias(f.name) for f in fields),
+            pl.col("_line"),
+            any_failure(checks).alias("_unparsed"),
+        )
+        .collect()
     )
+    bad_lines = out["_line"].filter(out["_unparsed"])
+    # The checks read the raw text, so explain on the raw rows that failed.
+    failed = (
+        raw.filter(pl.col("_line").is_in(bad_lines.implode()))
+        if bad_lines.len()
+        else raw.head(0)
+    )
+    return out, explain(failed, checks)
 
 
 def mobike_track_length_m(
@@ -441,7 +517,10 @@ def mobike_track_length_m(
 
 
 def _projection_order(
-    lat: np.ndarray, lng: np.ndarray, start: tuple[float, float], end: tuple[float, float]
+    lat: np.ndarray,
+    lng: np.ndarray,
+    start: tuple[float, float],
+    end: tuple[float, float],
 ) -> np.ndarray:
     k = np.cos(np.radians(start[0]))  # local equirectangular scale
     dy, dx = end[0] - start[0], (end[1] - start[1]) * k
@@ -466,8 +545,11 @@ def _greedy_order(
 
 
 def _path_length(
-    lat: np.ndarray, lng: np.ndarray, order: np.ndarray,
-    start: tuple[float, float], end: tuple[float, float],
+    lat: np.ndarray,
+    lng: np.ndarray,
+    order: np.ndarray,
+    start: tuple[float, float],
+    end: tuple[float, float],
 ) -> float:
     plat = np.concatenate([[start[0]], lat[order], [end[0]]])
     plng = np.concatenate([[start[1]], lng[order], [end[1]]])

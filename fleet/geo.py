@@ -8,6 +8,7 @@ import polars as pl
 
 __all__ = [
     "EARTH_RADIUS_M",
+    "equirect_expr",
     "gcj02_to_wgs84",
     "haversine_expr",
     "haversine_m",
@@ -40,6 +41,19 @@ def haversine_m(
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
+def equirect_expr(lat1: str, lng1: str, lat2: str, lng2: str) -> pl.Expr:
+    """Distance in metres by the equirectangular approximation, as an expression.
+
+    One cosine per row instead of haversine's five trigonometric calls; below
+    50 km its error against the great circle stays under 0.1 %, so it serves
+    plausibility checks on millions of trips.
+    """
+    k = ((pl.col(lat1) + pl.col(lat2)) / 2).radians().cos()
+    dy = (pl.col(lat2) - pl.col(lat1)).radians()
+    dx = (pl.col(lng2) - pl.col(lng1)).radians() * k
+    return EARTH_RADIUS_M * (dx * dx + dy * dy).sqrt()
+
+
 def haversine_expr(lat1: str, lng1: str, lat2: str, lng2: str) -> pl.Expr:
     """Great-circle distance in metres between two column pairs, as an expression."""
     p1 = pl.col(lat1).radians()
@@ -65,14 +79,22 @@ def _offset(lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, FloatArray]:
     x = lng - 105.0
     y = lat - 35.0
     dlat = (
-        -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y
+        -100.0
+        + 2.0 * x
+        + 3.0 * y
+        + 0.2 * y * y
+        + 0.1 * x * y
         + 0.2 * np.sqrt(np.abs(x))
         + (20.0 * np.sin(6.0 * x * np.pi) + 20.0 * np.sin(2.0 * x * np.pi)) * 2 / 3
         + (20.0 * np.sin(y * np.pi) + 40.0 * np.sin(y / 3.0 * np.pi)) * 2 / 3
         + (160.0 * np.sin(y / 12.0 * np.pi) + 320 * np.sin(y * np.pi / 30.0)) * 2 / 3
     )
     dlng = (
-        300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y
+        300.0
+        + x
+        + 2.0 * y
+        + 0.1 * x * x
+        + 0.1 * x * y
         + 0.1 * np.sqrt(np.abs(x))
         + (20.0 * np.sin(6.0 * x * np.pi) + 20.0 * np.sin(2.0 * x * np.pi)) * 2 / 3
         + (20.0 * np.sin(x * np.pi) + 40.0 * np.sin(x / 3.0 * np.pi)) * 2 / 3

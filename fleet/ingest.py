@@ -1,4 +1,4 @@
-"""Ingest: read files, run the pure pipeline, store the result (one transaction each)."""
+"""Ingest: read files, run the pure pipeline, store each file in one transaction."""
 
 from __future__ import annotations
 
@@ -40,8 +40,13 @@ def ingest_file(
         on_read(batch.raw.height)
     done = process_batch(batch, get_city(batch.city), res=res, limits=limits)
     load_id, quarantine = load_processed(
-        con, done, source=str(path.resolve()), sha256=sha, fmt=batch.format,
-        city=batch.city, rows=batch.raw.height,
+        con,
+        done,
+        source=str(path.resolve()),
+        sha256=sha,
+        fmt=batch.format,
+        city=batch.city,
+        rows=batch.raw.height,
     )
     by_reason = quarantine.group_by("reason").len().sort("reason")
     return IngestReport(
@@ -49,6 +54,8 @@ def ingest_file(
         format=batch.format,
         rows=batch.raw.height,
         accepted=batch.raw.height - quarantine.height,
-        rejected_by_reason=dict(zip(by_reason["reason"], by_reason["len"], strict=True)),
+        rejected_by_reason=dict(
+            zip(by_reason["reason"], by_reason["len"], strict=True)
+        ),
         load_id=load_id,
     )

@@ -59,8 +59,9 @@ def expand_paths(paths: list[Path]) -> list[Path]:
                 f for f in p.rglob("*") if f.is_file() and f.name.endswith(_SUFFIXES)
             )
             if not found:
-                raise UnreadableFileError(f"{p}: directory holds no trip files "
-                                          f"({', '.join(_SUFFIXES)})")
+                raise UnreadableFileError(
+                    f"{p}: directory holds no trip files ({', '.join(_SUFFIXES)})"
+                )
             out.extend(found)
         else:
             out.append(p)
@@ -86,8 +87,13 @@ def _hive_city(path: Path) -> str | None:
 
 def _read_csv_bytes(data: bytes | Path, name: str) -> pl.DataFrame:
     sep = "\t" if name.endswith(".tsv") else ","
-    return pl.read_csv(data, infer_schema=False, separator=sep, encoding="utf8-lossy",
-                       truncate_ragged_lines=False)
+    return pl.read_csv(
+        data,
+        infer_schema=False,
+        separator=sep,
+        encoding="utf8-lossy",
+        truncate_ragged_lines=False,
+    )
 
 
 def _read_raw(path: Path) -> tuple[pl.DataFrame, str | None]:
@@ -155,12 +161,25 @@ def _read_mds(path: Path) -> pl.DataFrame:
                 "_raw": json.dumps(t, sort_keys=True, default=str),
             }
         )
-    cols = ["trip_id", "device_id", "vehicle_type", "start_time", "end_time",
-            "start_lat", "start_lng", "end_lat", "end_lng", "distance", "_raw"]
+    cols = [
+        "trip_id",
+        "device_id",
+        "vehicle_type",
+        "start_time",
+        "end_time",
+        "start_lat",
+        "start_lng",
+        "end_lat",
+        "end_lng",
+        "distance",
+        "_raw",
+    ]
     data = {c: [None if r[c] is None else str(r[c]) for r in rows] for c in cols}
-    return pl.DataFrame(data, schema=dict.fromkeys(cols, pl.String)).with_row_index(
-        "_line", offset=1
-    ).with_columns(pl.col("_line").cast(pl.Int64))
+    return (
+        pl.DataFrame(data, schema=dict.fromkeys(cols, pl.String))
+        .with_row_index("_line", offset=1)
+        .with_columns(pl.col("_line").cast(pl.Int64))
+    )
 
 
 def _route_point(trip: dict[str, object], idx: int) -> dict[str, float] | None:
@@ -195,8 +214,12 @@ def read_source(path: Path, *, city: str | None = None) -> SourceBatch:
         raise
     except pl.exceptions.NoDataError:
         raise UnreadableFileError(f"{path}: file is empty") from None
-    except (OSError, pl.exceptions.PolarsError, zipfile.BadZipFile,
-            UnicodeDecodeError) as e:
+    except (
+        OSError,
+        pl.exceptions.PolarsError,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,
+    ) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UnreadableFileError(f"{path}: cannot be read ({first})") from None
     if fmt is None:
@@ -225,7 +248,11 @@ def write_partition(df: pl.DataFrame, root: Path, city: str, date: str) -> Path:
     out = root / f"city={city}" / f"date={date}" / "part-0.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     cols = [c for c in TRIP_COLUMNS if c != "city"]
-    df.select(cols).write_parquet(out, compression="zstd", statistics=True)
+    # LZ4 decodes about 2.5x faster than zstd for 40 % more bytes, and 64k-row
+    # groups let readers decode in parallel: reading is the pipeline's first cost.
+    df.select(cols).write_parquet(
+        out, compression="lz4", row_group_size=65_536, statistics=True
+    )
     return out
 
 
@@ -243,4 +270,3 @@ def raw_rows_json(raw: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
         .struct.json_encode()
         .alias("raw"),
     )
-

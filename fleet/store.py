@@ -62,8 +62,8 @@ CREATE TABLE IF NOT EXISTS trips (
     load_id BIGINT NOT NULL, source VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS quarantine (
-    load_id BIGINT NOT NULL, source VARCHAR NOT NULL, line BIGINT, reason VARCHAR NOT NULL,
-    detail VARCHAR, raw VARCHAR
+    load_id BIGINT NOT NULL, source VARCHAR NOT NULL, line BIGINT,
+    reason VARCHAR NOT NULL, detail VARCHAR, raw VARCHAR
 );
 CREATE TABLE IF NOT EXISTS cell_flows (
     city VARCHAR NOT NULL, h3_res TINYINT NOT NULL, cell UBIGINT NOT NULL,
@@ -100,7 +100,7 @@ def default_db_path() -> Path:
 
 
 def open_store(path: Path | str | None = None) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the store at ``path`` and make sure its tables exist."""
+    """Open (creating if needed) the store at ``path``, with all its tables."""
     p = Path(path) if path is not None else default_db_path()
     if str(p) != ":memory:":
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +124,9 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def find_load(con: duckdb.DuckDBPyConnection, *, sha256: str) -> int | None:
     """The load id of a file already loaded with these bytes, or None."""
-    rows = con.execute("SELECT load_id FROM loads WHERE sha256 = ?", [sha256]).fetchall()
+    rows = con.execute(
+        "SELECT load_id FROM loads WHERE sha256 = ?", [sha256]
+    ).fetchall()
     return int(rows[0][0]) if rows else None
 
 
@@ -156,7 +158,9 @@ def load_processed(
                 pl.lit(source).alias("source"),
                 "line",
                 pl.lit("duplicate_trip_id").alias("reason"),
-                pl.format("trip_id {} is already in the store", "trip_id").alias("detail"),
+                pl.format("trip_id {} is already in the store", "trip_id").alias(
+                    "detail"
+                ),
                 pl.struct(*TRIP_COLUMNS).struct.json_encode().alias("raw"),
             )
             quarantine = pl.concat([quarantine, extra]).sort("line")
@@ -166,7 +170,9 @@ def load_processed(
         q = quarantine.with_columns(pl.lit(load_id, pl.Int64).alias("load_id"))
         con.register("_new_trips", tr.to_arrow())
         con.execute(
-            "INSERT INTO trips SELECT " + ", ".join(_TRIP_TABLE_COLUMNS) + " FROM _new_trips"
+            "INSERT INTO trips SELECT "
+            + ", ".join(_TRIP_TABLE_COLUMNS)
+            + " FROM _new_trips"
         )
         con.unregister("_new_trips")
         con.register("_new_q", q.to_arrow())
@@ -177,8 +183,17 @@ def load_processed(
         con.unregister("_new_q")
         con.execute(
             "INSERT INTO loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [load_id, source, sha256, fmt, city, rows, tr.height, q.height,
-             dt.datetime.now(dt.UTC)],
+            [
+                load_id,
+                source,
+                sha256,
+                fmt,
+                city,
+                rows,
+                tr.height,
+                q.height,
+                dt.datetime.now(dt.UTC),
+            ],
         )
     return load_id, quarantine
 
@@ -197,11 +212,15 @@ def _existing_ids(con: duckdb.DuckDBPyConnection, trips: pl.DataFrame) -> pl.Ser
         )
     finally:
         con.unregister("_ids")
-    return found["trip_id"] if found.height else pl.Series("trip_id", [], dtype=pl.String)
+    return (
+        found["trip_id"] if found.height else pl.Series("trip_id", [], dtype=pl.String)
+    )
 
 
 def read_trips(
-    con: duckdb.DuckDBPyConnection, *, city: str | None = None,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    city: str | None = None,
     columns: tuple[str, ...] | None = None,
 ) -> pl.DataFrame:
     """Trips in the store (of one city when given), as a polars frame."""
@@ -232,14 +251,19 @@ def _utc(df: pl.DataFrame) -> pl.DataFrame:
 
 def store_cities(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Cities with trips in the store."""
-    return [r[0] for r in con.execute("SELECT DISTINCT city FROM trips ORDER BY 1").fetchall()]
+    return [
+        r[0]
+        for r in con.execute("SELECT DISTINCT city FROM trips ORDER BY 1").fetchall()
+    ]
 
 
 def pick_city(con: duckdb.DuckDBPyConnection, city: str | None) -> str:
     """``city`` if given, else the store's only city; raise when ambiguous or empty."""
     cities = store_cities(con)
     if not cities:
-        raise EmptyStoreError("the store holds no trips yet: run `bikefleet ingest` first")
+        raise EmptyStoreError(
+            "the store holds no trips yet: run `bikefleet ingest` first"
+        )
     if city is None:
         if len(cities) > 1:
             raise EmptyStoreError(
@@ -272,4 +296,10 @@ def replace_table_rows(
         con.unregister("_rows")
 
 
-_DERIVED = ("cell_flows", "cell_turnover", "fleet_snapshot", "cell_stock", "demand_profile")
+_DERIVED = (
+    "cell_flows",
+    "cell_turnover",
+    "fleet_snapshot",
+    "cell_stock",
+    "demand_profile",
+)

@@ -28,7 +28,7 @@ from fleet.errors import InvalidConfigError
 from fleet.geo import EARTH_RADIUS_M, haversine_m
 from fleet.schema import TRIP_SCHEMA
 
-__all__ = ["SynthParams", "synth_days", "synth_day"]
+__all__ = ["SynthParams", "synth_day", "synth_days"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,9 @@ class _Hotspots:
     decay: np.ndarray  # cumulative destination probabilities, row per origin
 
 
-def _offset(lat0: float, lng0: float, dn: np.ndarray, de: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _offset(
+    lat0: float, lng0: float, dn: np.ndarray, de: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     lat = lat0 + np.degrees(dn / EARTH_RADIUS_M)
     lng = lng0 + np.degrees(de / (EARTH_RADIUS_M * np.cos(np.radians(lat0))))
     return lat, lng
@@ -115,8 +117,9 @@ def _pick(rng: np.random.Generator, weights: np.ndarray, size: int) -> np.ndarra
     )
 
 
-def _pick_dest(rng: np.random.Generator, hs: _Hotspots, origin: np.ndarray,
-               allowed: np.ndarray) -> np.ndarray:
+def _pick_dest(
+    rng: np.random.Generator, hs: _Hotspots, origin: np.ndarray, allowed: np.ndarray
+) -> np.ndarray:
     """Destination hotspot per origin, by distance decay among ``allowed`` kinds."""
     w = hs.decay * allowed[None, :]
     cum = np.cumsum(w, axis=1)
@@ -146,8 +149,11 @@ def synth_day(p: SynthParams, day: dt.date, n: int) -> pl.DataFrame:
         )
     hour = np.mod(hour, 24.0)
     home_w = (kinds == 2).astype(float)
-    work_w = np.where(kinds == 0, 0.6 / max(p.metro_stations, 1),
-                      np.where(kinds == 1, 0.4 / max(p.offices, 1), 0.0))
+    work_w = np.where(
+        kinds == 0,
+        0.6 / max(p.metro_stations, 1),
+        np.where(kinds == 1, 0.4 / max(p.offices, 1), 0.0),
+    )
     any_w = np.ones(len(kinds))
     origin = np.empty(n, dtype=np.int64)
     dest = np.empty(n, dtype=np.int64)
@@ -161,14 +167,16 @@ def synth_day(p: SynthParams, day: dt.date, n: int) -> pl.DataFrame:
             continue
         origin[m] = _pick(rng, ow, int(m.sum()))
         dest[m] = _pick_dest(rng, hs, origin[m], dkinds.astype(float))
-    s_lat, s_lng = _offset(0, 0, rng.normal(0, hs.sigma_m[origin]),
-                           rng.normal(0, hs.sigma_m[origin]))
-    e_lat, e_lng = _offset(0, 0, rng.normal(0, hs.sigma_m[dest]),
-                           rng.normal(0, hs.sigma_m[dest]))
+    s_lat, s_lng = _offset(
+        0, 0, rng.normal(0, hs.sigma_m[origin]), rng.normal(0, hs.sigma_m[origin])
+    )
+    e_lat, e_lng = _offset(
+        0, 0, rng.normal(0, hs.sigma_m[dest]), rng.normal(0, hs.sigma_m[dest])
+    )
     s_lat, s_lng = s_lat + hs.lat[origin], s_lng + hs.lng[origin]
     e_lat, e_lng = e_lat + hs.lat[dest], e_lng + hs.lng[dest]
     bike = rng.integers(0, p.bikes, n)
-    ebike = bike < int(round(p.ebike_share * p.bikes))
+    ebike = bike < round(p.ebike_share * p.bikes)
     straight = haversine_m(s_lat, s_lng, e_lat, e_lng)
     dist = straight * rng.uniform(1.15, 1.45, n) + 30.0
     speed_ms = np.where(ebike, rng.normal(16.0, 2.5, n), rng.normal(11.0, 2.0, n))
@@ -197,14 +205,21 @@ def synth_day(p: SynthParams, day: dt.date, n: int) -> pl.DataFrame:
     )
     stamp = day.strftime("%Y%m%d")
     frame = frame.select(
-        pl.format("{}-{}", pl.lit(stamp), pl.col("_i").cast(pl.String).str.zfill(7))
-        .alias("trip_id"),
+        pl.format(
+            "{}-{}", pl.lit(stamp), pl.col("_i").cast(pl.String).str.zfill(7)
+        ).alias("trip_id"),
         pl.format("B{}", pl.col("_bike").cast(pl.String).str.zfill(6)).alias("bike_id"),
-        pl.format("R{}", pl.col("_rider").cast(pl.String).str.zfill(7)).alias("rider_id"),
+        pl.format("R{}", pl.col("_rider").cast(pl.String).str.zfill(7)).alias(
+            "rider_id"
+        ),
         "vehicle_type",
         pl.col("started_at").cast(TRIP_SCHEMA["started_at"]),
         pl.col("ended_at").cast(TRIP_SCHEMA["ended_at"]),
-        "start_lat", "start_lng", "end_lat", "end_lng", "distance_m",
+        "start_lat",
+        "start_lng",
+        "end_lat",
+        "end_lng",
+        "distance_m",
         pl.lit(p.city).alias("city"),
     )
     return _dirty(frame, rng, p.dirty)
@@ -223,10 +238,16 @@ def _dirty(df: pl.DataFrame, rng: np.random.Generator, share: float) -> pl.DataF
     f = pl.col("_fault")
     prev_id = pl.col("trip_id").shift(1)
     return df.with_columns(
-        pl.when(f == 0).then(0.0).when(f == 2).then(pl.col("end_lat") + 0.9)
-        .otherwise(pl.col("end_lat")).alias("end_lat"),
+        pl.when(f == 0)
+        .then(0.0)
+        .when(f == 2)
+        .then(pl.col("end_lat") + 0.9)
+        .otherwise(pl.col("end_lat"))
+        .alias("end_lat"),
         pl.when(f == 0).then(0.0).otherwise(pl.col("end_lng")).alias("end_lng"),
-        pl.when(f == 1).then(pl.col("started_at")).otherwise(pl.col("ended_at"))
+        pl.when(f == 1)
+        .then(pl.col("started_at"))
+        .otherwise(pl.col("ended_at"))
         .alias("ended_at"),
         pl.when(f == 2).then(None).otherwise(pl.col("distance_m")).alias("distance_m"),
         pl.when(f == 3).then(prev_id).otherwise(pl.col("trip_id")).alias("trip_id"),

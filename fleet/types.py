@@ -1,4 +1,4 @@
-"""Domain types of the trip pipeline: frozen, slotted dataclasses with units in names."""
+"""Domain types of the trip pipeline: frozen, slotted dataclasses, units in names."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ class ValidationLimits:
     ----------
     max_speed_kmh
         Highest plausible average speed, in km/h, over the trip: track length
-        (``distance_m``) when the source has one, else the great-circle distance
-        between start and end, divided by the duration. 40 km/h is beyond a
+        (``distance_m``) when the source has one, else the straight-line distance
+        between start and end (equirectangular, within 0.1 % of the great circle
+        below 50 km), divided by the duration. 40 km/h is beyond a
         sprinting cyclist's average and far beyond the 25 km/h cap on e-bikes
         (GB 17761-2018, EN 15194); anything faster is a GPS jump or a truck ride.
     """

@@ -16,7 +16,9 @@ def shared_file(rel: str) -> Path:
     """A file under ../shared/data, or skip the test saying what is missing."""
     p = SHARED / rel
     if not p.exists():
-        pytest.skip(f"real sample {rel} not found under {SHARED} (../shared/data absent)")
+        pytest.skip(
+            f"real sample {rel} not found under {SHARED} (../shared/data absent)"
+        )
     return p
 
 

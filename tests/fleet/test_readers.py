@@ -59,11 +59,16 @@ def test_mobike_sample_converts_local_time_and_gcj02() -> None:
     # 2016-08-20 06:57 in Shanghai is 22:57 UTC the day before.
     assert first["started_at"].isoformat() == "2016-08-19T22:57:00+00:00"
     # Converted back to WGS-84: the GCJ-02 offset in Shanghai is ~500 m.
-    shift = haversine_m(np.array([31.389]), np.array([121.348]),
-                        np.array([first["start_lat"]]), np.array([first["start_lng"]]))[0]
+    shift = haversine_m(
+        np.array([31.389]),
+        np.array([121.348]),
+        np.array([first["start_lat"]]),
+        np.array([first["start_lng"]]),
+    )[0]
     assert 300 < shift < 700
-    glat, glng = wgs84_to_gcj02(np.array([first["start_lat"]]),
-                                np.array([first["start_lng"]]))
+    glat, glng = wgs84_to_gcj02(
+        np.array([first["start_lat"]]), np.array([first["start_lng"]])
+    )
     assert abs(glat[0] - 31.389) < 1e-7 and abs(glng[0] - 121.348) < 1e-7
     assert first["distance_m"] is not None and first["distance_m"] > 0
 
@@ -75,15 +80,25 @@ def test_mobike_track_is_walked_not_read_in_file_order() -> None:
         start = (float(row["start_location_y"]), float(row["start_location_x"]))
         end = (float(row["end_location_y"]), float(row["end_location_x"]))
         walked = mobike_track_length_m(row["track"], start, end)
-        pts = np.array([[float(v) for v in p.split(",")] for p in row["track"].split("#")])
+        pts = np.array(
+            [[float(v) for v in p.split(",")] for p in row["track"].split("#")]
+        )
         file_order = haversine_m(pts[:-1, 1], pts[:-1, 0], pts[1:, 1], pts[1:, 0]).sum()
-        straight = haversine_m(np.array([start[0]]), np.array([start[1]]),
-                               np.array([end[0]]), np.array([end[1]]))[0]
+        straight = haversine_m(
+            np.array([start[0]]),
+            np.array([start[1]]),
+            np.array([end[0]]),
+            np.array([end[1]]),
+        )[0]
         assert walked is not None
         # Read in file order (start and end included) the points zig-zag: our
         # rule never exceeds that, and no route beats the straight line.
-        file_order += haversine_m(np.array([start[0], end[0]]), np.array([start[1], end[1]]),
-                                  pts[[0, -1], 1], pts[[0, -1], 0]).sum()
+        file_order += haversine_m(
+            np.array([start[0], end[0]]),
+            np.array([start[1], end[1]]),
+            pts[[0, -1], 1],
+            pts[[0, -1], 0],
+        ).sum()
         assert walked < file_order
         assert walked >= straight * 0.99
 
@@ -126,7 +141,9 @@ def test_legacy_system_data_from_zip(member: str, city: str, rows: int) -> None:
 
 
 def test_legacy_system_needs_a_city(tmp_path: Path) -> None:
-    path = shared_file("trips/docked_schema_samples_bikedata/sample-citibike-tripdata.zip")
+    path = shared_file(
+        "trips/docked_schema_samples_bikedata/sample-citibike-tripdata.zip"
+    )
     with pytest.raises(UnknownFormatError, match="pass --city"):
         read_source(path)
 
@@ -139,9 +156,14 @@ def test_system_data_maps_electric_bike_to_ebike() -> None:
     assert trips["A1B2C3D4E5F60002"]["vehicle_type"] == "bike"
     assert trips["A1B2C3D4E5F60003"]["vehicle_type"] == "bike"
     # New York local 08:01:02 in June is 12:01:02 UTC (EDT, UTC-4).
-    assert trips["A1B2C3D4E5F60001"]["started_at"].isoformat() == "2021-06-01T12:01:02+00:00"
+    assert (
+        trips["A1B2C3D4E5F60001"]["started_at"].isoformat()
+        == "2021-06-01T12:01:02+00:00"
+    )
     q = done.quarantine.row(0, named=True)
-    assert (q["line"], q["reason"]) == (5, "no_coordinates") or q["reason"] == "missing_field"
+    assert (q["line"], q["reason"]) == (5, "no_coordinates") or q[
+        "reason"
+    ] == "missing_field"
 
 
 def test_mds_2_trips() -> None:
@@ -169,8 +191,18 @@ def test_canonical_parquet_round_trip(tmp_path: Path) -> None:
     _, done = run(TEST_DATA / "canonical_bad.csv")
     p = tmp_path / "trips.parquet"
     done.trips.select(
-        "trip_id", "bike_id", "rider_id", "vehicle_type", "started_at", "ended_at",
-        "start_lat", "start_lng", "end_lat", "end_lng", "distance_m", "city",
+        "trip_id",
+        "bike_id",
+        "rider_id",
+        "vehicle_type",
+        "started_at",
+        "ended_at",
+        "start_lat",
+        "start_lng",
+        "end_lat",
+        "end_lng",
+        "distance_m",
+        "city",
     ).write_parquet(p)
     batch, again = run(p)
     assert batch.format == "canonical"
@@ -204,8 +236,20 @@ def test_unreadable_and_unknown_files_fail_clearly(tmp_path: Path) -> None:
 
 
 def test_detect_format_ignores_case_and_spaces() -> None:
-    assert detect_format(["Trip Duration", "Start Time", "Stop Time", "Start Station ID",
-                          "Start Station Latitude", "Start Station Longitude",
-                          "End Station Latitude", "End Station Longitude",
-                          "Bike ID"]) == "system_legacy"
+    assert (
+        detect_format(
+            [
+                "Trip Duration",
+                "Start Time",
+                "Stop Time",
+                "Start Station ID",
+                "Start Station Latitude",
+                "Start Station Longitude",
+                "End Station Latitude",
+                "End Station Longitude",
+                "Bike ID",
+            ]
+        )
+        == "system_legacy"
+    )
     assert detect_format(["x", "y"]) is None

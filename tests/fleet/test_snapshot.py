@@ -32,9 +32,15 @@ def trips() -> pl.DataFrame:
     ]
     return pl.DataFrame(
         rows,
-        schema={"bike_id": pl.String, "vehicle_type": pl.String,
-                "started_at": pl.Datetime("us", "UTC"), "ended_at": pl.Datetime("us", "UTC"),
-                "end_lat": pl.Float64, "end_lng": pl.Float64, "end_cell": pl.UInt64},
+        schema={
+            "bike_id": pl.String,
+            "vehicle_type": pl.String,
+            "started_at": pl.Datetime("us", "UTC"),
+            "ended_at": pl.Datetime("us", "UTC"),
+            "end_lat": pl.Float64,
+            "end_lng": pl.Float64,
+            "end_cell": pl.UInt64,
+        },
         orient="row",
     )
 
@@ -51,13 +57,20 @@ def test_snapshot_places_each_bike_at_its_last_end(trips: pl.DataFrame) -> None:
 def test_snapshot_later_and_earlier(trips: pl.DataFrame) -> None:
     late = snapshot_fleet(trips.sample(fraction=1.0, shuffle=True, seed=1), at(12))
     assert dict(zip(late["bike_id"], late["cell"], strict=True)) == {
-        "a": 20, "b": 30, "c": 40, "d": 10}
+        "a": 20,
+        "b": 30,
+        "c": 40,
+        "d": 10,
+    }
     assert snapshot_fleet(trips, at(7)).height == 0
 
 
 def test_stock_per_cell(trips: pl.DataFrame) -> None:
     stock = stock_per_cell(snapshot_fleet(trips, at(12)))
-    rows = {r["cell"]: (r["bikes"], r["ebikes"], r["total"]) for r in stock.iter_rows(named=True)}
+    rows = {
+        r["cell"]: (r["bikes"], r["ebikes"], r["total"])
+        for r in stock.iter_rows(named=True)
+    }
     assert rows == {10: (0, 1, 1), 20: (1, 0, 1), 30: (1, 0, 1), 40: (0, 1, 1)}
 
 

@@ -11,7 +11,13 @@ import pytest
 
 from fleet.errors import EmptyStoreError, UnknownFormatError
 from fleet.ingest import ingest_file
-from fleet.store import pick_city, query_frame, read_trips, replace_table_rows, transaction
+from fleet.store import (
+    pick_city,
+    query_frame,
+    read_trips,
+    replace_table_rows,
+    transaction,
+)
 from tests.conftest import TEST_DATA
 
 
@@ -35,7 +41,9 @@ def test_ingest_stores_trips_and_quarantine_with_provenance(store) -> None:
     assert set(t["line"]) == {2, 3}
 
 
-def test_loading_the_same_file_twice_does_not_double_trips(store, tmp_path: Path) -> None:
+def test_loading_the_same_file_twice_does_not_double_trips(
+    store, tmp_path: Path
+) -> None:
     ingest_file(store, TEST_DATA / "canonical_bad.csv")
     before = counts(store)
     again = ingest_file(store, TEST_DATA / "canonical_bad.csv")
@@ -47,11 +55,15 @@ def test_loading_the_same_file_twice_does_not_double_trips(store, tmp_path: Path
     assert counts(store) == before
 
 
-def test_trips_already_in_the_store_are_quarantined_as_duplicates(store, tmp_path: Path) -> None:
+def test_trips_already_in_the_store_are_quarantined_as_duplicates(
+    store, tmp_path: Path
+) -> None:
     ingest_file(store, TEST_DATA / "canonical_bad.csv")
     other = tmp_path / "other.csv"
     text = (TEST_DATA / "canonical_bad.csv").read_text().splitlines()
-    other.write_text("\n".join([text[0], text[1], text[2].replace("ok-2", "ok-3")]) + "\n")
+    other.write_text(
+        "\n".join([text[0], text[1], text[2].replace("ok-2", "ok-3")]) + "\n"
+    )
     rep = ingest_file(store, other)
     assert rep.rejected_by_reason == {"duplicate_trip_id": 1}
     q = query_frame(store, "SELECT * FROM quarantine WHERE source LIKE '%other.csv'")
@@ -59,7 +71,9 @@ def test_trips_already_in_the_store_are_quarantined_as_duplicates(store, tmp_pat
     assert sorted(read_trips(store)["trip_id"]) == ["ok-1", "ok-2", "ok-3"]
 
 
-def test_a_file_that_cannot_be_read_leaves_the_store_as_it_was(store, tmp_path: Path) -> None:
+def test_a_file_that_cannot_be_read_leaves_the_store_as_it_was(
+    store, tmp_path: Path
+) -> None:
     ingest_file(store, TEST_DATA / "canonical_bad.csv")
     before = counts(store)
     odd = tmp_path / "odd.csv"
@@ -81,16 +95,33 @@ def test_a_failure_inside_a_load_rolls_everything_back(store) -> None:
 
 def test_replace_table_rows_swaps_only_the_matching_rows(store) -> None:
     u = dt.UTC
+
     def flows(city: str, n: int) -> pl.DataFrame:
-        return pl.DataFrame({
-            "city": [city] * n, "h3_res": [9] * n, "cell": list(range(n)),
-            "hour": [dt.datetime(2026, 1, 1, tzinfo=u)] * n,
-            "departures": [1] * n, "arrivals": [1] * n, "net_flow": [0] * n,
-        }, schema_overrides={"h3_res": pl.Int8, "cell": pl.UInt64})
-    replace_table_rows(store, "cell_flows", flows("a", 3), where={"city": "a", "h3_res": 9})
-    replace_table_rows(store, "cell_flows", flows("b", 2), where={"city": "b", "h3_res": 9})
-    replace_table_rows(store, "cell_flows", flows("a", 1), where={"city": "a", "h3_res": 9})
-    got = query_frame(store, "SELECT city, count(*) AS n FROM cell_flows GROUP BY 1 ORDER BY 1")
+        return pl.DataFrame(
+            {
+                "city": [city] * n,
+                "h3_res": [9] * n,
+                "cell": list(range(n)),
+                "hour": [dt.datetime(2026, 1, 1, tzinfo=u)] * n,
+                "departures": [1] * n,
+                "arrivals": [1] * n,
+                "net_flow": [0] * n,
+            },
+            schema_overrides={"h3_res": pl.Int8, "cell": pl.UInt64},
+        )
+
+    replace_table_rows(
+        store, "cell_flows", flows("a", 3), where={"city": "a", "h3_res": 9}
+    )
+    replace_table_rows(
+        store, "cell_flows", flows("b", 2), where={"city": "b", "h3_res": 9}
+    )
+    replace_table_rows(
+        store, "cell_flows", flows("a", 1), where={"city": "a", "h3_res": 9}
+    )
+    got = query_frame(
+        store, "SELECT city, count(*) AS n FROM cell_flows GROUP BY 1 ORDER BY 1"
+    )
     assert got.rows() == [("a", 1), ("b", 2)]
     with pytest.raises(ValueError, match="not a derived table"):
         replace_table_rows(store, "trips", flows("a", 1), where={})

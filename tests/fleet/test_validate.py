@@ -44,7 +44,10 @@ def test_missing_field(bad_file) -> None:
 
 def test_unparsable_field(bad_file) -> None:
     q, _ = bad_file
-    assert _reason(q, 5) == ("unparsable_field", "started_at=yesterday is not a timestamp")
+    assert _reason(q, 5) == (
+        "unparsable_field",
+        "started_at=yesterday is not a timestamp",
+    )
 
 
 def test_unsupported_vehicle_type_is_unparsable(bad_file) -> None:
@@ -56,7 +59,10 @@ def test_unsupported_vehicle_type_is_unparsable(bad_file) -> None:
 
 def test_coordinate_out_of_range(bad_file) -> None:
     q, _ = bad_file
-    assert _reason(q, 6) == ("coordinate_out_of_range", "start_lat=95.0 is outside [-90, 90]")
+    assert _reason(q, 6) == (
+        "coordinate_out_of_range",
+        "start_lat=95.0 is outside [-90, 90]",
+    )
 
 
 def test_null_island(bad_file) -> None:
@@ -68,7 +74,10 @@ def test_end_not_after_start(bad_file) -> None:
     q, _ = bad_file
     reason, detail = _reason(q, 8)
     assert reason == "end_not_after_start"
-    assert detail == "ended_at 2026-01-05T08:12:00Z is not after started_at 2026-01-05T08:12:00Z"
+    assert (
+        detail
+        == "ended_at 2026-01-05T08:12:00Z is not after started_at 2026-01-05T08:12:00Z"
+    )
 
 
 def test_implausible_speed(bad_file) -> None:
@@ -110,7 +119,9 @@ rows = st.lists(
     st.fixed_dictionaries(
         {
             "trip_id": st.sampled_from(["a", "b", "c", "d", "e"]),
-            "start_lat": st.one_of(st.floats(-100, 100), st.just(0.0), st.just(float("nan"))),
+            "start_lat": st.one_of(
+                st.floats(-100, 100), st.just(0.0), st.just(float("nan"))
+            ),
             "start_lng": st.one_of(st.floats(-200, 200), st.just(0.0)),
             "end_lat": st.floats(-100, 100),
             "end_lng": st.floats(-200, 200),
@@ -131,7 +142,9 @@ def _frame(rs: list[dict]) -> pl.DataFrame:
             "rider_id": [None] * n,
             "vehicle_type": ["bike"] * n,
             "started_at": [T0 + dt.timedelta(seconds=r["start_s"]) for r in rs],
-            "ended_at": [T0 + dt.timedelta(seconds=r["start_s"] + r["duration_s"]) for r in rs],
+            "ended_at": [
+                T0 + dt.timedelta(seconds=r["start_s"] + r["duration_s"]) for r in rs
+            ],
             "start_lat": [r["start_lat"] for r in rs],
             "start_lng": [r["start_lng"] for r in rs],
             "end_lat": [r["end_lat"] for r in rs],
@@ -146,7 +159,9 @@ def _frame(rs: list[dict]) -> pl.DataFrame:
 
 @settings(max_examples=150, deadline=None)
 @given(rows)
-def test_validation_partitions_rows_and_accepts_only_valid_trips(rs: list[dict]) -> None:
+def test_validation_partitions_rows_and_accepts_only_valid_trips(
+    rs: list[dict],
+) -> None:
     frame = _frame(rs)
     ok, bad = validate_trips(frame)
     # Every line is accepted or rejected, exactly once.
@@ -157,7 +172,12 @@ def test_validation_partitions_rows_and_accepts_only_valid_trips(rs: list[dict])
     # Accepted trips satisfy every rule.
     assert ok["trip_id"].is_unique().all()
     assert (ok["ended_at"] > ok["started_at"]).all()
-    for c, bound in (("start_lat", 90), ("end_lat", 90), ("start_lng", 180), ("end_lng", 180)):
+    for c, bound in (
+        ("start_lat", 90),
+        ("end_lat", 90),
+        ("start_lng", 180),
+        ("end_lng", 180),
+    ):
         assert (ok[c].abs() <= bound).all()
         assert not ok[c].is_nan().any()
     assert not ((ok["start_lat"] == 0) & (ok["start_lng"] == 0)).any()

@@ -33,6 +33,7 @@ from fleet.demand import demand_profile, evaluate_demand, hourly_counts, local_d
 from fleet.errors import BikeFleetError, EmptyStoreError, InvalidConfigError
 from fleet.ingest import ingest_file
 from fleet.io import expand_paths, write_partition
+from fleet.pipeline import flows_of_partitions
 from fleet.snapshot import snapshot_fleet, stock_per_cell
 from fleet.store import (
     open_store,
@@ -59,7 +60,7 @@ DbOpt = Annotated[
     Path | None,
     typer.Option(
         "--db",
-        help="DuckDB store file [default: $BIKEFLEET_DB or data/bikefleet.duckdb]",
+        help="DuckDB store file (default: $BIKEFLEET_DB, else data/bikefleet.duckdb).",
     ),
 ]
 CityOpt = Annotated[
@@ -206,14 +207,32 @@ def cells(
     city: CityOpt = None,
     res: ResOpt = DEFAULT_RES,
     top: Annotated[int, typer.Option(help="How many busiest cells to print.")] = 5,
+    from_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Compute flows straight from hive-partitioned Parquet "
+            "(city=/date=) instead of the store's trips.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(help="Processes mapping over partitions (with --from).", min=1),
+    ] = 1,
 ) -> None:
     """Aggregate departures/arrivals per H3 cell and hour, and per-cell turnover.
 
-    Writes the cell_flows and cell_turnover tables for the city and resolution.
+    Writes the cell_flows table (and, from the store, cell_turnover) for the city
+    and resolution.
 
     Example: bikefleet cells --res 8 --city singapore
+
+    Example: bikefleet cells --from data/synth --workers 2
     """
     con = open_store(db)
+    if from_dir is not None:
+        _cells_from_partitions(con, from_dir, res=res, workers=workers)
+        return
     name = pick_city(con, city)
     trips = _trips_at_res(con, name, res)
     flows = (
@@ -228,12 +247,7 @@ def cells(
     replace_table_rows(
         con, "cell_turnover", turnover, where={"city": name, "h3_res": res}
     )
-    dep = int(flows["departures"].sum())
-    out.print(
-        f"{name} res {res}: {flows['cell'].n_unique():,} cells, {flows.height:,} "
-        f"(cell, hour) rows; departures {dep:,} = arrivals "
-        f"{int(flows['arrivals'].sum()):,} = trips {trips.height:,}"
-    )
+    _print_flows(name, res, flows, trips.height)
     busiest = (
         flows.group_by("cell")
         .agg(pl.col("departures", "arrivals").sum())
@@ -257,6 +271,34 @@ def cells(
             f"{r['turnover']:.2f}",
         )
     out.print(table)
+
+
+def _print_flows(name: str, res: int, flows: pl.DataFrame, trips: int) -> None:
+    out.print(
+        f"{name} res {res}: {flows['cell'].n_unique():,} cells, {flows.height:,} "
+        f"(cell, hour) rows; departures {int(flows['departures'].sum()):,} = arrivals "
+        f"{int(flows['arrivals'].sum()):,} = trips {trips:,}"
+    )
+
+
+def _cells_from_partitions(con: Any, root: Path, *, res: int, workers: int) -> None:
+    files = [f for f in expand_paths([root]) if f.name.endswith(".parquet")]
+    with _progress() as bar:
+        task = bar.add_task(f"flows from {root}", total=len(files))
+        flows, results = flows_of_partitions(
+            files, res=res, workers=workers, on_done=lambda _: bar.advance(task)
+        )
+    flows = flows.with_columns(pl.lit(res, pl.Int8).alias("h3_res"))
+    for name in flows["city"].unique().sort():
+        part = flows.filter(pl.col("city") == name)
+        replace_table_rows(con, "cell_flows", part, where={"city": name, "h3_res": res})
+        _print_flows(name, res, part, int(part["departures"].sum()))
+    rows = sum(r.rows for r in results)
+    rejected = rows - sum(r.accepted for r in results)
+    out.print(
+        f"{len(files)} partitions, {rows:,} rows, {rejected:,} rejected "
+        "(not stored: use `bikefleet ingest` to keep trips and quarantine)"
+    )
 
 
 def _trips_at_res(con: Any, city: str, res: int) -> pl.DataFrame:
@@ -403,7 +445,9 @@ def demand(
 
 
 def _days(days: list[dt.date] | tuple[dt.date, ...]) -> str:
-    return ", ".join(d.isoformat() for d in days)
+    if len(days) <= 2:
+        return ", ".join(d.isoformat() for d in days)
+    return f"{days[0].isoformat()} .. {days[-1].isoformat()} ({len(days)} days)"
 
 
 @app.command()

@@ -1,0 +1,158 @@
+"""The bikefleet command line, run as a real process."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from fleet.store import SCHEMA_SQL
+from tests.conftest import ROOT, TEST_DATA, shared_file
+
+COMMANDS = ("synth", "ingest", "cells", "snapshot", "demand", "demo")
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    r = cli(command, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "Example: bikefleet " + command in r.stdout
+
+
+def test_readme_documents_every_command_and_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for command in COMMANDS:
+        assert f"`bikefleet {command}" in readme, command
+    for table in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA_SQL):
+        assert f"| `{table}` |" in readme, table
+
+
+def test_readme_first_screen_has_the_two_commands() -> None:
+    first = (ROOT / "README.md").read_text().splitlines()[:15]
+    assert "./scripts/demo" in "\n".join(first)
+    assert "./scripts/test" in "\n".join(first)
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "scripts/test" in ci
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.duckdb")
+    for args in (
+        ("ingest", str(tmp_path / "missing.csv"), "--db", db),
+        ("ingest", str(TEST_DATA / "system_2021.csv"), "--db", db),  # needs --city
+        (
+            "ingest",
+            str(TEST_DATA / "system_2021.csv"),
+            "--city",
+            "atlantis",
+            "--db",
+            db,
+        ),
+        ("cells", "--db", db),  # empty store
+        ("snapshot", "--db", db),
+        ("synth", "--start", "not-a-date", "--out", str(tmp_path)),
+    ):
+        r = cli(*args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+        assert len(errors) == 1, (args, r.stderr)
+        assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_ingest_reports_rejections_per_reason(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.duckdb")
+    r = cli("ingest", str(TEST_DATA / "canonical_bad.csv"), "--db", db)
+    assert r.returncode == 0, r.stderr
+    assert "rows read: 11  accepted: 2  rejected: 9" in r.stdout
+    assert "rejected null_island: 1" in r.stdout
+    assert "rejected unparsable_field: 2" in r.stdout
+    again = cli("ingest", str(TEST_DATA / "canonical_bad.csv"), "--db", db)
+    assert "0 loaded, 1 already loaded" in again.stdout
+    with duckdb.connect(db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM trips").fetchall()[0][0] == 2
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    r = cli("demo", "--data-dir", str(tmp_path), "--trips", "20000", "--days", "8")
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"departures ([\d,]+) = arrivals ([\d,]+) = trips ([\d,]+)", r.stdout)
+    assert m and len(set(m.groups())) == 1
+    assert "baseline: repeat last day" in r.stdout
+    with duckdb.connect(str(tmp_path / "bikefleet.duckdb"), read_only=True) as con:
+        for table in (
+            "trips",
+            "quarantine",
+            "cell_flows",
+            "cell_turnover",
+            "fleet_snapshot",
+            "cell_stock",
+            "demand_profile",
+        ):
+            n = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            assert n > 0, table
+        trips = con.execute("SELECT count(*) FROM trips").fetchall()[0][0]
+        deps = con.execute("SELECT sum(departures) FROM cell_flows").fetchall()[0][0]
+        assert deps == trips
+
+
+def test_cells_from_partitions_matches_cells_from_the_store(tmp_path: Path) -> None:
+    synth = tmp_path / "synth"
+    assert (
+        cli(
+            "synth",
+            "--trips",
+            "5000",
+            "--days",
+            "2",
+            "--bikes",
+            "300",
+            "--out",
+            str(synth),
+        ).returncode
+        == 0
+    )
+    a, b = str(tmp_path / "a.duckdb"), str(tmp_path / "b.duckdb")
+    assert cli("ingest", str(synth), "--db", a).returncode == 0
+    assert cli("cells", "--db", a).returncode == 0
+    r = cli("cells", "--from", str(synth), "--workers", "2", "--db", b)
+    assert r.returncode == 0, r.stderr
+    q = "SELECT cell, hour, departures, arrivals FROM cell_flows ORDER BY ALL"
+    with (
+        duckdb.connect(a, read_only=True) as ca,
+        duckdb.connect(b, read_only=True) as cb,
+    ):
+        assert ca.execute(q).fetchall() == cb.execute(q).fetchall()
+
+
+def test_singapore_snapshot_export(tmp_path: Path) -> None:
+    path = shared_file("trips/singapore_dockless_2017/trips_with_coords.csv.gz")
+    db = str(tmp_path / "sg.duckdb")
+    assert cli("ingest", str(path), "--db", db).returncode == 0
+    out = tmp_path / "bikes.csv"
+    r = cli(
+        "snapshot", "--db", db, "--at", "2017-09-17T16:00:00+08:00", "--out", str(out)
+    )
+    assert r.returncode == 0, r.stderr
+    bikes = pl.read_csv(out)
+    assert bikes.columns == ["bike_id", "vehicle_type", "lat", "lng", "cell", "since"]
+    assert bikes["bike_id"].is_unique().all()
+    assert bikes.height > 20_000
+    assert bikes["cell"].str.len_chars().eq(15).all()
+    r = cli("demand", "--db", db)
+    assert "tested on 2017-09-17" in r.stdout

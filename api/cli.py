@@ -8,29 +8,22 @@ Every command takes ``--db FILE`` (default ``$BIKEFLEET_DB`` or
 from __future__ import annotations
 
 import datetime as dt
-import functools
+import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import duckdb
 import polars as pl
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
+from api.clikit import CityOpt, DbOpt, ResOpt, friendly, out, progress
+from api.zones_cli import audit as zones_audit
+from api.zones_cli import load_zones_file, zones_app
 from fleet.cells import DEFAULT_RES, cell_flows, cell_to_str, cell_turnover, index_trips
 from fleet.cities import get_city
 from fleet.demand import demand_profile, evaluate_demand, hourly_counts, local_days
-from fleet.errors import BikeFleetError, EmptyStoreError, InvalidConfigError
+from fleet.errors import EmptyStoreError, InvalidConfigError
 from fleet.ingest import ingest_file
 from fleet.io import expand_paths, write_partition
 from fleet.pipeline import flows_of_partitions
@@ -41,8 +34,9 @@ from fleet.store import (
     read_trips,
     replace_table_rows,
 )
-from fleet.synth import SynthParams, synth_days
+from fleet.synth import SynthParams, hotspot_points, synth_days
 from fleet.types import IngestReport
+from geofence.synth import ZoneLayout, synth_zones
 
 app = typer.Typer(
     name="bikefleet",
@@ -51,51 +45,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-DbOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--db",
-        help="DuckDB store file (default: $BIKEFLEET_DB, else data/bikefleet.duckdb).",
-    ),
-]
-CityOpt = Annotated[
-    str | None, typer.Option("--city", help="City name (see fleet/cities.py).")
-]
-ResOpt = Annotated[
-    int, typer.Option("--res", help="H3 resolution 0..15.", min=0, max=15)
-]
-
-
-def friendly(fn: F) -> F:
-    """Turn bikefleet's errors into one line on stderr and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (BikeFleetError, ValueError, OSError, duckdb.Error) as e:
-            # One line, unwrapped, so scripts can grep it.
-            msg = " ".join(str(e).split())
-            typer.echo(f"error: {msg}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    )
+app.add_typer(zones_app, name="zones")
 
 
 @app.command()
@@ -136,7 +86,7 @@ def synth(
 
 def _write_synth(params: SynthParams, out_dir: Path) -> list[Path]:
     files = []
-    with _progress() as bar:
+    with progress() as bar:
         task = bar.add_task(f"synth {params.city}", total=params.days)
         for day, df in synth_days(params):
             files.append(write_partition(df, out_dir, params.city, day.isoformat()))
@@ -173,7 +123,7 @@ def _ingest_files(
     con: Any, files: list[Path], *, city: str | None, res: int
 ) -> list[IngestReport]:
     reports = []
-    with _progress() as bar:
+    with progress() as bar:
         task = bar.add_task("ingest", total=len(files))
         for f in files:
             bar.update(task, description=f"ingest {f.name}")
@@ -283,7 +233,7 @@ def _print_flows(name: str, res: int, flows: pl.DataFrame, trips: int) -> None:
 
 def _cells_from_partitions(con: Any, root: Path, *, res: int, workers: int) -> None:
     files = [f for f in expand_paths([root]) if f.name.endswith(".parquet")]
-    with _progress() as bar:
+    with progress() as bar:
         task = bar.add_task(f"flows from {root}", total=len(files))
         flows, results = flows_of_partitions(
             files, res=res, workers=workers, on_done=lambda _: bar.advance(task)
@@ -459,7 +409,7 @@ def demo(
     trips: Annotated[int, typer.Option(help="Synthetic trips.", min=1)] = 300_000,
     days: Annotated[int, typer.Option(help="Synthetic days.", min=2)] = 14,
 ) -> None:
-    """Run the pipeline end to end on a synthetic city (synth to demand).
+    """Run the pipeline end to end on a synthetic city (synth to parking audit).
 
     Example: bikefleet demo --data-dir data --trips 300000
     """
@@ -478,10 +428,44 @@ def demo(
     snapshot(db=db, city=params.city, at=None, res=DEFAULT_RES, out_file=None)
     out.rule("5. demand profile")
     demand(db=db, city=params.city, res=DEFAULT_RES, test_days=1)
+    out.rule("6. parking zones and compliance")
+    zone_file = _write_demo_zones(params, data_dir / "zones")
+    version, n, warnings = load_zones_file(db, zone_file)
+    out.print(
+        f"zone set version {version}: {n:,} zones from {zone_file} "
+        f"({len(warnings)} warnings)"
+    )
+    zones_audit(db=db, city=params.city, at=None, out_dir=data_dir / "audit")
     out.print(
         f"store: {db}  (tables trips, quarantine, cell_flows, cell_turnover, "
-        "fleet_snapshot, cell_stock, demand_profile)"
+        "fleet_snapshot, cell_stock, demand_profile, zone_sets, zones)"
     )
+
+
+def _write_demo_zones(params: SynthParams, out_dir: Path) -> Path:
+    """The synthetic city's zones as a GBFS v3 feed: no parking at metro entrances
+    and in random spots, painted bays near hotspots, a service area a little
+    smaller than where people ride."""
+    lat, lng, sigma, kind = hotspot_points(params)
+    metro = kind == 0
+    layout = ZoneLayout(
+        center_lat=params.center_lat,
+        center_lng=params.center_lng,
+        radius_m=params.radius_m,
+        parking=3_000,
+        no_parking=80,
+        parking_required=False,
+        service_radius_m=params.radius_m * 0.85,
+    )
+    doc = synth_zones(layout, lat, lng, sigma, lat[metro], lng[metro])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "geofencing_zones.json"
+    path.write_text(json.dumps(doc))
+    out.print(
+        f"wrote {path} (GBFS v3.0, "
+        f"{len(doc['data']['geofencing_zones']['features']):,} zones)"
+    )
+    return path
 
 
 def _date(text: str, flag: str) -> dt.date:

@@ -28,7 +28,7 @@ from fleet.errors import InvalidConfigError
 from fleet.geo import EARTH_RADIUS_M, haversine_m
 from fleet.schema import TRIP_SCHEMA
 
-__all__ = ["SynthParams", "synth_day", "synth_days"]
+__all__ = ["SynthParams", "hotspot_points", "synth_day", "synth_days"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +108,14 @@ def _hotspots(p: SynthParams) -> _Hotspots:
     d = haversine_m(lat[:, None], lng[:, None], lat[None, :], lng[None, :])
     w = np.exp(-d / 1_500.0)
     return _Hotspots(lat, lng, sigma, kind, w)
+
+
+def hotspot_points(
+    p: SynthParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The city's hotspots: ``lat, lng, sigma_m, kind`` (0 metro, 1 office, 2 home)."""
+    hs = _hotspots(p)
+    return hs.lat, hs.lng, hs.sigma_m, hs.kind
 
 
 def _pick(rng: np.random.Generator, weights: np.ndarray, size: int) -> np.ndarray:

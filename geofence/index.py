@@ -35,6 +35,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -73,7 +74,13 @@ class LocalProjection:
     def to_latlng(self, x: float, y: float) -> tuple[float, float]:
         return self.lat0 + y / self.ky, self.lng0 + x / self.kx
 
-    def geometry(self, g: shapely.Geometry) -> shapely.Geometry:
+    def geometries(self, g: np.ndarray) -> np.ndarray:
+        """Project an array of WGS-84 geometries to metres (one vectorised pass)."""
+        if len(g) == 0:
+            return np.zeros(0, dtype=object)
+        return np.asarray(self.geometry(g), dtype=object)
+
+    def geometry(self, g: Any) -> Any:
         kx, ky, lng0, lat0 = self.kx, self.ky, self.lng0, self.lat0
 
         def f(c: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -85,35 +92,77 @@ class LocalProjection:
 Ring = tuple[tuple[float, ...], tuple[float, ...]]
 
 
-def _rings(g: shapely.Geometry) -> list[Ring] | None:
-    """Rings of a projected (Multi)Polygon as (xs, ys) tuples, or None if large."""
-    if shapely.get_num_coordinates(g) > _SMALL:
-        return None
-    out: list[Ring] = []
-    for poly in getattr(g, "geoms", [g]):
-        for ring in (poly.exterior, *poly.interiors):
-            xs, ys = ring.coords.xy
-            out.append((tuple(xs), tuple(ys)))
-    return out
+@dataclass(frozen=True, slots=True)
+class _Edges:
+    """Every ring edge of the small zones, flat: zone z owns edges off[z]:off[z+1]."""
+
+    x1: np.ndarray
+    y1: np.ndarray
+    x2: np.ndarray
+    y2: np.ndarray
+    off: np.ndarray
+
+
+def _ring_table(geoms: np.ndarray) -> tuple[list[list[Ring] | None], _Edges]:
+    """Rings of small projected (Multi)Polygons as (xs, ys) tuples, None if large,
+    and their edges as flat arrays (one pass over a ragged array, no per-zone
+    shapely calls)."""
+    n = len(geoms)
+    rings: list[list[Ring] | None] = [None] * n
+    small = np.flatnonzero(shapely.get_num_coordinates(geoms) <= _SMALL) if n else []
+    if len(small) == 0:
+        e = np.zeros(0)
+        return rings, _Edges(e, e, e, e, np.zeros(n + 1, np.int64))
+    polys = shapely.get_parts(geoms[small], return_index=True)
+    # to_ragged_array wants one type: every zone is a (Multi)Polygon.
+    coords, (ring_off, poly_off) = shapely.to_ragged_array(polys[0])[1:]
+    owner_poly = small[polys[1]]  # zone of each polygon part
+    ring_owner = np.repeat(owner_poly, np.diff(poly_off))
+    xs_all, ys_all = coords[:, 0].tolist(), coords[:, 1].tolist()
+    for r in range(len(ring_off) - 1):
+        a, b = int(ring_off[r]), int(ring_off[r + 1])
+        z = int(ring_owner[r])
+        lst = rings[z]
+        if lst is None:
+            lst = rings[z] = []
+        lst.append((tuple(xs_all[a:b]), tuple(ys_all[a:b])))
+    # Edges: consecutive coordinates within a ring.
+    same = np.ones(len(coords), bool)
+    same[ring_off[1:] - 1] = False  # last coordinate of each ring starts no edge
+    i = np.flatnonzero(same)
+    edge_owner = np.repeat(ring_owner, np.diff(ring_off))[i]
+    order = np.argsort(edge_owner, kind="stable")
+    i, edge_owner = i[order], edge_owner[order]
+    off = np.zeros(n + 1, np.int64)
+    np.add.at(off, edge_owner + 1, 1)
+    edges = _Edges(
+        coords[i, 0], coords[i, 1], coords[i + 1, 0], coords[i + 1, 1], np.cumsum(off)
+    )
+    return rings, edges
 
 
 def _inside(rings: list[Ring], x: float, y: float) -> bool:
-    """Even-odd point-in-polygon; a point on an edge is outside (as shapely.contains)."""
+    """Even-odd point-in-polygon; a point on an edge is outside (as shapely)."""
     inside = False
     for xs, ys in rings:
         n = len(xs) - 1
         for i in range(n):
             x1, y1, x2, y2 = xs[i], ys[i], xs[i + 1], ys[i + 1]
             # On the edge itself: not inside, whatever the other edges say.
-            if (min(x1, x2) <= x <= max(x1, x2) and min(y1, y2) <= y <= max(y1, y2)
-                    and (x2 - x1) * (y - y1) == (y2 - y1) * (x - x1)):
+            if (
+                min(x1, x2) <= x <= max(x1, x2)
+                and min(y1, y2) <= y <= max(y1, y2)
+                and (x2 - x1) * (y - y1) == (y2 - y1) * (x - x1)
+            ):
                 return False
             if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
                 inside = not inside
     return inside
 
 
-def _nearest_on_rings(rings: list[Ring], x: float, y: float) -> tuple[float, float, float]:
+def _nearest_on_rings(
+    rings: list[Ring], x: float, y: float
+) -> tuple[float, float, float]:
     """Nearest point on any ring edge to (x, y), and its distance."""
     best = (math.inf, x, y)
     for xs, ys in rings:
@@ -121,7 +170,11 @@ def _nearest_on_rings(rings: list[Ring], x: float, y: float) -> tuple[float, flo
             x1, y1, x2, y2 = xs[i], ys[i], xs[i + 1], ys[i + 1]
             dx, dy = x2 - x1, y2 - y1
             ll = dx * dx + dy * dy
-            t = 0.0 if ll == 0 else max(0.0, min(1.0, ((x - x1) * dx + (y - y1) * dy) / ll))
+            t = (
+                0.0
+                if ll == 0
+                else max(0.0, min(1.0, ((x - x1) * dx + (y - y1) * dy) / ll))
+            )
             px, py = x1 + t * dx, y1 + t * dy
             d = math.hypot(px - x, py - y)
             if d < best[0]:
@@ -176,11 +229,11 @@ class ZoneIndex:
             self.projection = LocalProjection((b[1] + b[3]) / 2, (b[0] + b[2]) / 2)
         else:
             self.projection = LocalProjection(0.0, 0.0)
-        self.geoms = np.array(
-            [self.projection.geometry(z.geometry) for z in self.zones], dtype=object
+        self.geoms = self.projection.geometries(
+            np.array([z.geometry for z in self.zones], dtype=object)
         )
         shapely.prepare(self.geoms)
-        self._rings = [_rings(g) for g in self.geoms]
+        self._rings, self._edges = _ring_table(self.geoms)
         self._names = [z.name for z in self.zones]
 
     def _build_classes(self) -> None:
@@ -194,7 +247,6 @@ class ZoneIndex:
         # any other type (only rules without vehicle_type_ids apply to it).
         self.class_types: list[str | None] = [None, *sorted(mentioned), "\x00other"]
         self._class_of = {t: i for i, t in enumerate(self.class_types) if t}
-        n = len(self.zones)
         self._rule: list[list[Rule | None]] = []
         self._allowed: list[list[int]] = []  # 1 allowed, 0 forbidden, -1 silent
         for t in self.class_types:
@@ -224,21 +276,23 @@ class ZoneIndex:
             self._tree = shapely.STRtree(self.geoms)
             return
         bounds = shapely.bounds(self.geoms)
-        area = float((bounds[:, 2].max() - bounds[:, 0].min())
-                     * (bounds[:, 3].max() - bounds[:, 1].min()))
+        area = float(
+            (bounds[:, 2].max() - bounds[:, 0].min())
+            * (bounds[:, 3].max() - bounds[:, 1].min())
+        )
         # Keep the grid within ~4 M cells: a wide zone set gets coarser cells.
         g = self.cell_m = max(g, math.sqrt(area / _MAX_CELLS))
         self.x0 = float(bounds[:, 0].min()) - g
         self.y0 = float(bounds[:, 1].min()) - g
-        self.nx = int(math.ceil((bounds[:, 2].max() - self.x0) / g)) + 2
-        self.ny = int(math.ceil((bounds[:, 3].max() - self.y0) / g)) + 2
+        self.nx = math.ceil((bounds[:, 2].max() - self.x0) / g) + 2
+        self.ny = math.ceil((bounds[:, 3].max() - self.y0) / g) + 2
         ix0 = np.floor((bounds[:, 0] - self.x0) / g).astype(np.int64)
         iy0 = np.floor((bounds[:, 1] - self.y0) / g).astype(np.int64)
         ix1 = np.floor((bounds[:, 2] - self.x0) / g).astype(np.int64)
         iy1 = np.floor((bounds[:, 3] - self.y0) / g).astype(np.int64)
         zs, cells, covers = [], [], []
         spans = (ix1 - ix0 + 1) * (iy1 - iy0 + 1)
-        small = spans <= 256
+        small = (spans <= 256) & np.array([r is not None for r in self._rings])
         if small.any():
             zi = np.nonzero(small)[0]
             z, c, cov = self._pairs(zi, ix0[zi], iy0[zi], ix1[zi], iy1[zi])
@@ -259,17 +313,20 @@ class ZoneIndex:
         # Cells that need an exact test for some class get a slot in a compact
         # candidate list (CSR); fast[k][cell] is the deciding zone (>= 0), the
         # default (-1), or -(2 + slot) when class k must test the slot's zones.
-        first = np.r_[True, c[1:] != c[:-1]] if len(c) else np.zeros(0, bool)
         firsts: list[np.ndarray] = []
-        exact_cells = np.zeros(0, np.int64)
+        exact_mask = np.zeros(self.nx * self.ny, bool)
         for k in range(len(self.class_types)):
             allowed = np.array(self._allowed[k], dtype=np.int8)
             app = allowed[z] != -1
             zc, cc, covc = z[app], c[app], cov[app]
             f = np.r_[True, cc[1:] != cc[:-1]] if len(cc) else np.zeros(0, bool)
-            firsts.append(np.stack([cc[f], zc[f], covc[f]]) if len(cc) else
-                          np.zeros((3, 0), np.int64))
-            exact_cells = np.union1d(exact_cells, cc[f][~covc[f]])
+            firsts.append(
+                np.stack([cc[f], zc[f], covc[f]])
+                if len(cc)
+                else np.zeros((3, 0), np.int64)
+            )
+            exact_mask[cc[f][~covc[f]]] = True
+        exact_cells = np.flatnonzero(exact_mask)
         slot_of = np.full(ncell, -1, np.int64)
         slot_of[exact_cells] = np.arange(len(exact_cells))
         in_exact = slot_of[c] >= 0
@@ -291,7 +348,6 @@ class ZoneIndex:
             if key not in tables:  # classes with identical rules share a table
                 tables[key] = array.array("i", key)
             self._fast_l.append(tables[key])
-        del first
         self._off_l = self._off.tolist()
         self._czone_l = ez.tolist()
         self._ccover_l = ecov.tolist()
@@ -303,8 +359,22 @@ class ZoneIndex:
         y = self.y0 + iy * g
         return shapely.box(x, y, x + g, y + g)
 
-    def _pairs(self, zi: np.ndarray, ix0: np.ndarray, iy0: np.ndarray,
-               ix1: np.ndarray, iy1: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _pairs(
+        self,
+        zi: np.ndarray,
+        ix0: np.ndarray,
+        iy0: np.ndarray,
+        ix1: np.ndarray,
+        iy1: np.ndarray,
+    ) -> tuple[np.ndarray, ...]:
+        """(zone, cell, covers) for small zones, from their edges in numpy.
+
+        A cell meets a zone if its centre is inside or within half a diagonal of
+        an edge (conservative: a few extra candidates, never a missed one); the
+        zone covers it if the centre is inside and farther than half a diagonal
+        from every edge (then the whole cell is in the zone's interior).
+        """
+        g = self.cell_m
         w = ix1 - ix0 + 1
         h = iy1 - iy0 + 1
         n = w * h
@@ -312,14 +382,34 @@ class ZoneIndex:
         k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
         ix = np.repeat(ix0, n) + k % np.repeat(w, n)
         iy = np.repeat(iy0, n) + k // np.repeat(w, n)
-        boxes = self._boxes(ix, iy)
-        geoms = self.geoms[z]
-        hit = shapely.intersects(geoms, boxes)
-        cover = shapely.contains_properly(geoms[hit], boxes[hit])
-        return z[hit], (iy * self.nx + ix)[hit], cover
+        cx = self.x0 + (ix + 0.5) * g
+        cy = self.y0 + (iy + 0.5) * g
+        ed = self._edges
+        ne = ed.off[z + 1] - ed.off[z]
+        starts = np.cumsum(ne) - ne
+        pe = np.repeat(np.arange(len(z)), ne)
+        ei = np.repeat(ed.off[z], ne) + (
+            np.arange(int(ne.sum())) - np.repeat(starts, ne)
+        )
+        px, py = cx[pe], cy[pe]
+        x1, y1, x2, y2 = ed.x1[ei], ed.y1[ei], ed.x2[ei], ed.y2[ei]
+        dx, dy = x2 - x1, y2 - y1
+        ll = dx * dx + dy * dy
+        t = np.clip(((px - x1) * dx + (py - y1) * dy) / np.where(ll > 0, ll, 1.0), 0, 1)
+        d2 = (x1 + t * dx - px) ** 2 + (y1 + t * dy - py) ** 2
+        dmin2 = np.minimum.reduceat(d2, starts)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xc = dx * (py - y1) / dy + x1
+        cross = ((y1 > py) != (y2 > py)) & (px < xc)
+        inside = np.add.reduceat(cross.astype(np.int32), starts) % 2 == 1
+        half2 = (g * g / 2) * (1 + 1e-9)
+        meets = inside | (dmin2 <= half2)
+        cover = inside & (dmin2 > half2)
+        return z[meets], (iy * self.nx + ix)[meets], cover[meets]
 
-    def _pairs_big(self, i: int, ix0: int, iy0: int, ix1: int,
-                   iy1: int) -> tuple[np.ndarray, ...]:
+    def _pairs_big(
+        self, i: int, ix0: int, iy0: int, ix1: int, iy1: int
+    ) -> tuple[np.ndarray, ...]:
         # Blocks of 16 x 16 cells first: whole blocks inside or outside skip
         # the per-cell tests, which matters for city-sized service areas.
         b = 16
@@ -362,29 +452,53 @@ class ZoneIndex:
         return np.concatenate(zs), np.concatenate(cs), np.concatenate(covs)
 
     def _build_nearest(self) -> None:
-        """Per class: zones that allow parking, bucketed on a coarse grid."""
-        self._bucket_m = 100.0
-        bounds = shapely.bounds(self.geoms) if self.zones else np.zeros((0, 4))
+        """Per class: zones that allow parking; small ones bucketed on a 100 m grid."""
+        b = self._bucket_m = 100.0
+        n = len(self.zones)
+        bounds = shapely.bounds(self.geoms) if n else np.zeros((0, 4))
+        is_small = np.array([r is not None for r in self._rings], bool)
+        bx0 = ((bounds[:, 0] - self.x0) // b).astype(np.int64)
+        by0 = ((bounds[:, 1] - self.y0) // b).astype(np.int64)
+        bx1 = ((bounds[:, 2] - self.x0) // b).astype(np.int64)
+        by1 = ((bounds[:, 3] - self.y0) // b).astype(np.int64)
         self._legal_buckets: list[dict[tuple[int, int], list[int]]] = []
         self._legal_big: list[np.ndarray] = []
+        shared: dict[bytes, dict[tuple[int, int], list[int]]] = {}
         for k in range(len(self.class_types)):
-            buckets: dict[tuple[int, int], list[int]] = {}
-            big: list[int] = []
-            for i, a in enumerate(self._allowed[k]):
-                if a != 1:
-                    continue
-                if self._rings[i] is None:
-                    big.append(i)
-                    continue
-                bx0 = int((bounds[i, 0] - self.x0) // self._bucket_m)
-                by0 = int((bounds[i, 1] - self.y0) // self._bucket_m)
-                bx1 = int((bounds[i, 2] - self.x0) // self._bucket_m)
-                by1 = int((bounds[i, 3] - self.y0) // self._bucket_m)
-                for bx in range(bx0, bx1 + 1):
-                    for by in range(by0, by1 + 1):
-                        buckets.setdefault((bx, by), []).append(i)
-            self._legal_buckets.append(buckets)
-            self._legal_big.append(np.array(big, dtype=np.int64))
+            legal = np.array(self._allowed[k], np.int8) == 1 if n else np.zeros(0, bool)
+            self._legal_big.append(np.flatnonzero(legal & ~is_small))
+            zi = np.flatnonzero(legal & is_small)
+            key = zi.tobytes()
+            if key not in shared:
+                shared[key] = self._buckets(zi, bx0[zi], by0[zi], bx1[zi], by1[zi])
+            self._legal_buckets.append(shared[key])
+
+    @staticmethod
+    def _buckets(
+        zi: np.ndarray,
+        bx0: np.ndarray,
+        by0: np.ndarray,
+        bx1: np.ndarray,
+        by1: np.ndarray,
+    ) -> dict[tuple[int, int], list[int]]:
+        w, h = bx1 - bx0 + 1, by1 - by0 + 1
+        m = w * h
+        z = np.repeat(zi, m)
+        k = np.arange(int(m.sum())) - np.repeat(np.cumsum(m) - m, m)
+        bx = np.repeat(bx0, m) + k % np.repeat(w, m)
+        by = np.repeat(by0, m) + k // np.repeat(w, m)
+        order = np.lexsort((z, by, bx))
+        bx, by, z = bx[order], by[order], z[order]
+        out: dict[tuple[int, int], list[int]] = {}
+        if len(z) == 0:
+            return out
+        cut = np.flatnonzero((bx[1:] != bx[:-1]) | (by[1:] != by[:-1])) + 1
+        starts = np.r_[0, cut].tolist()
+        ends = np.r_[cut, len(z)].tolist()
+        zl, bxl, byl = z.tolist(), bx.tolist(), by.tolist()
+        for a, e in zip(starts, ends, strict=True):
+            out[(bxl[a], byl[a])] = zl[a:e]
+        return out
 
     # -- the check ----------------------------------------------------------
 
@@ -442,35 +556,64 @@ class ZoneIndex:
             assert rule is not None
             label = f"zone {z.zone_id}" + (f" ({z.name})" if z.name else "")
             if rule.parking_allowed:
-                d = Decision("allowed", z.zone_id, z.name,
-                             f"inside {label}, where rides may end", "zone",
-                             maximum_speed_kph=rule.maximum_speed_kph)
+                d = Decision(
+                    "allowed",
+                    z.zone_id,
+                    z.name,
+                    f"inside {label}, where rides may end",
+                    "zone",
+                    maximum_speed_kph=rule.maximum_speed_kph,
+                )
             elif rule.ride_end_allowed and rule.station_parking:
-                d = Decision("forbidden", z.zone_id, z.name,
-                             f"inside {label}, where rides may end only at a station",
-                             "zone", maximum_speed_kph=rule.maximum_speed_kph)
+                d = Decision(
+                    "forbidden",
+                    z.zone_id,
+                    z.name,
+                    f"inside {label}, where rides may end only at a station",
+                    "zone",
+                    maximum_speed_kph=rule.maximum_speed_kph,
+                )
             else:
-                d = Decision("forbidden", z.zone_id, z.name,
-                             f"inside {label}, where rides may not end", "zone",
-                             maximum_speed_kph=rule.maximum_speed_kph)
+                d = Decision(
+                    "forbidden",
+                    z.zone_id,
+                    z.name,
+                    f"inside {label}, where rides may not end",
+                    "zone",
+                    maximum_speed_kph=rule.maximum_speed_kph,
+                )
         else:
             t = self.class_types[k]
             rule = self.zone_set.default_rule(t)
             if self.zone_set.default_rules is not None and rule is not None:
                 if rule.parking_allowed:
-                    d = Decision("allowed", None, None,
-                                 "outside every zone; global rules allow ending here",
-                                 "global_rules")
+                    d = Decision(
+                        "allowed",
+                        None,
+                        None,
+                        "outside every zone; global rules allow ending here",
+                        "global_rules",
+                    )
                 else:
-                    d = Decision("outside_service_area", None, None,
-                                 "outside every zone; global rules forbid ending a "
-                                 "ride here", "global_rules")
+                    d = Decision(
+                        "outside_service_area",
+                        None,
+                        None,
+                        "outside every zone; global rules forbid ending a ride here",
+                        "global_rules",
+                    )
             elif self.zone_set.has_service_area:
-                d = Decision("outside_service_area", None, None,
-                             "outside every service area", "service_area")
+                d = Decision(
+                    "outside_service_area",
+                    None,
+                    None,
+                    "outside every service area",
+                    "service_area",
+                )
             else:
-                d = Decision("allowed", None, None,
-                             "no zone restricts this point", "default")
+                d = Decision(
+                    "allowed", None, None, "no zone restricts this point", "default"
+                )
         self._decisions[key] = d
         return d
 
@@ -498,17 +641,28 @@ class ZoneIndex:
             if other is not None:
                 z = self.zones[other]
                 d = Decision(
-                    "uncertain", d.zone_id, d.zone_name,
+                    "uncertain",
+                    d.zone_id,
+                    d.zone_name,
                     f"the {accuracy_m:g} m GPS accuracy circle crosses the edge of "
-                    f"zone {z.zone_id}" + (f" ({z.name})" if z.name else "")
+                    f"zone {z.zone_id}"
+                    + (f" ({z.name})" if z.name else "")
                     + f": here it is '{d.decision}', across the edge it is not",
-                    d.source, maximum_speed_kph=d.maximum_speed_kph,
+                    d.source,
+                    maximum_speed_kph=d.maximum_speed_kph,
                 )
         if d.allowed or not nearest:
             return d
         spot = self.nearest_legal(x, y, k)
-        return Decision(d.decision, d.zone_id, d.zone_name, d.reason, d.source,
-                        spot, d.maximum_speed_kph)
+        return Decision(
+            d.decision,
+            d.zone_id,
+            d.zone_name,
+            d.reason,
+            d.source,
+            spot,
+            d.maximum_speed_kph,
+        )
 
     def _zones_near(self, x: float, y: float, r: float) -> list[int]:
         box = shapely.box(x - r, y - r, x + r, y + r)
@@ -520,8 +674,9 @@ class ZoneIndex:
             return float(shapely.distance(self.geoms[zi].boundary, shapely.Point(x, y)))
         return _nearest_on_rings(rings, x, y)[2]
 
-    def _straddles(self, x: float, y: float, k: int, zi: int, allowed: bool,
-                   r: float) -> int | None:
+    def _straddles(
+        self, x: float, y: float, k: int, zi: int, allowed: bool, r: float
+    ) -> int | None:
         """A zone whose edge is within ``r`` and flips the answer, else None."""
         for z in self._zones_near(x, y, r):
             if self._allowed[k][z] == -1 or self._edge_distance(z, x, y) > r:
@@ -531,8 +686,9 @@ class ZoneIndex:
                 return z
         return None
 
-    def nearest_legal(self, x: float, y: float, k: int,
-                      max_m: float = 3_000.0) -> NearestSpot | None:
+    def nearest_legal(
+        self, x: float, y: float, k: int, max_m: float = 3_000.0
+    ) -> NearestSpot | None:
         """Closest point where the index allows parking, searched out to ``max_m``."""
         cands: list[tuple[float, float, float]] = []  # (distance, px, py)
         # Just outside the forbidding zones that hold the point.
@@ -557,10 +713,16 @@ class ZoneIndex:
             spot = self._search_small(x, y, k, cands, max_m, max_m)
         return spot
 
-    def _search_small(self, x: float, y: float, k: int,
-                      cands: list[tuple[float, float, float]], reach: float,
-                      max_m: float) -> NearestSpot | None:
-        """Add small legal zones within ``reach`` to ``cands``; verify, closest first."""
+    def _search_small(
+        self,
+        x: float,
+        y: float,
+        k: int,
+        cands: list[tuple[float, float, float]],
+        reach: float,
+        max_m: float,
+    ) -> NearestSpot | None:
+        """Add small legal zones within ``reach``; verify candidates, closest first."""
         buckets = self._legal_buckets[k]
         b = self._bucket_m
         bx, by = int((x - self.x0) // b), int((y - self.y0) // b)
@@ -588,8 +750,12 @@ class ZoneIndex:
             zi = self.locate(px, py, k)
             if self._decision(zi, k).allowed:
                 lat, lng = self.projection.to_latlng(px, py)
-                return NearestSpot(self.zones[zi].zone_id if zi >= 0 else None,
-                                   float(lat), float(lng), round(float(d), 2))
+                return NearestSpot(
+                    self.zones[zi].zone_id if zi >= 0 else None,
+                    float(lat),
+                    float(lng),
+                    round(float(d), 2),
+                )
         return None
 
     def _boundary_point(self, z: int, x: float, y: float) -> tuple[float, float, float]:
@@ -624,10 +790,14 @@ class ZoneIndex:
         pt, j, z = pt[app], j[app], z[app]
         inside = self._ccover[j].copy()
         test = ~inside
-        inside[test] = shapely.contains_xy(self.geoms[z[test]], x[pt[test]], y[pt[test]])
+        inside[test] = shapely.contains_xy(
+            self.geoms[z[test]], x[pt[test]], y[pt[test]]
+        )
         # First containing candidate per point (candidates are in precedence order).
         hit_pt, hit_z = pt[inside], z[inside]
-        first = np.r_[True, hit_pt[1:] != hit_pt[:-1]] if len(hit_pt) else np.zeros(0, bool)
+        first = (
+            np.r_[True, hit_pt[1:] != hit_pt[:-1]] if len(hit_pt) else np.zeros(0, bool)
+        )
         out[todo] = _DEFAULT
         out[hit_pt[first]] = hit_z[first]
         return out
@@ -664,8 +834,12 @@ class ZoneIndex:
         # Map (zone, class) -> decision row through the decision cache.
         keys = zone.astype(np.int64) * len(self.class_types) + classes
         uniq, inv = np.unique(keys, return_inverse=True)
-        table = [self._decision(int(u // len(self.class_types)),
-                                int(u % len(self.class_types))) for u in uniq]
+        table = [
+            self._decision(
+                int(u // len(self.class_types)), int(u % len(self.class_types))
+            )
+            for u in uniq
+        ]
         decision = np.array([d.decision for d in table], dtype=object)[inv]
         zone_id = np.array([d.zone_id for d in table], dtype=object)[inv]
         reason = np.array([d.reason for d in table], dtype=object)[inv]
@@ -682,28 +856,33 @@ class ZoneIndex:
         for i in np.nonzero(slow)[0]:
             vt = self.class_types[classes[i]]
             d = self.check(
-                float(lat_a[i]), float(lng_a[i]),
+                float(lat_a[i]),
+                float(lng_a[i]),
                 accuracy_m=None if accuracy_m is None else float(np.nan_to_num(acc[i])),
-                vehicle_type=vt, nearest=nearest,
+                vehicle_type=vt,
+                nearest=nearest,
             )
             decision[i], zone_id[i], reason[i] = d.decision, d.zone_id, d.reason
             if d.nearest is not None:
                 near_id[i] = d.nearest.zone_id
                 near_lat[i], near_lng[i] = d.nearest.lat, d.nearest.lng
                 near_d[i] = d.nearest.distance_m
-        return pl.DataFrame({
-            "decision": pl.Series(decision.tolist(), dtype=pl.Enum(DECISIONS)),
-            "zone_id": pl.Series(zone_id.tolist(), dtype=pl.String),
-            "reason": pl.Series(reason.tolist(), dtype=pl.String),
-            "nearest_zone_id": pl.Series(near_id.tolist(), dtype=pl.String),
-            "nearest_lat": pl.Series(near_lat, nan_to_null=True),
-            "nearest_lng": pl.Series(near_lng, nan_to_null=True),
-            "nearest_distance_m": pl.Series(near_d, nan_to_null=True),
-        })
+        return pl.DataFrame(
+            {
+                "decision": pl.Series(decision.tolist(), dtype=pl.Enum(DECISIONS)),
+                "zone_id": pl.Series(zone_id.tolist(), dtype=pl.String),
+                "reason": pl.Series(reason.tolist(), dtype=pl.String),
+                "nearest_zone_id": pl.Series(near_id.tolist(), dtype=pl.String),
+                "nearest_lat": pl.Series(near_lat, nan_to_null=True),
+                "nearest_lng": pl.Series(near_lng, nan_to_null=True),
+                "nearest_distance_m": pl.Series(near_d, nan_to_null=True),
+            }
+        )
 
 
-def _nudge(px: float, py: float, d: float, x: float,
-           y: float) -> tuple[float, float, float]:
+def _nudge(
+    px: float, py: float, d: float, x: float, y: float
+) -> tuple[float, float, float]:
     """Step 0.5 m on from edge point (px, py), away from the query point (x, y).
 
     From outside a zone that is into it; from inside a zone, out of it.

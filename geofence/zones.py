@@ -34,8 +34,9 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import shapely
-from shapely.geometry import MultiPolygon, mapping, shape
+from shapely.geometry import mapping
 
 from geofence.errors import InvalidZoneError
 from geofence.types import Rule, Zone, ZoneSet
@@ -59,10 +60,13 @@ def parse_zones(doc: Any) -> ZoneSet:
         feats = doc.get("features")
         if not isinstance(feats, list):
             raise InvalidZoneError("FeatureCollection without a 'features' array")
-        if any(isinstance(f, Mapping) and "rules" in (f.get("properties") or {})
-               for f in feats):
-            return _parse_gbfs({"version": _guess_version(feats), "data": {
-                "geofencing_zones": doc}})
+        if any(
+            isinstance(f, Mapping) and "rules" in (f.get("properties") or {})
+            for f in feats
+        ):
+            return _parse_gbfs(
+                {"version": _guess_version(feats), "data": {"geofencing_zones": doc}}
+            )
         return _parse_geojson(feats)
     raise InvalidZoneError(
         "not a zone document: expected GBFS geofencing_zones ({data: "
@@ -98,59 +102,98 @@ def _name(value: Any) -> str:
     return ""
 
 
-def _geometry(zone_id: str, geom: Mapping[str, Any]) -> MultiPolygon:
-    kind = geom.get("type")
-    coords = geom.get("coordinates")
-    if kind not in ("Polygon", "MultiPolygon") or not isinstance(coords, list):
+def _geometries(items: Sequence[tuple[str, Any]]) -> np.ndarray:
+    """(zone id, GeoJSON geometry) pairs -> array of MultiPolygons, or the first error.
+
+    Structure is checked zone by zone in Python; ranges, closure and validity
+    are checked in one vectorised pass, and the geometries are built at once.
+    """
+    rings: list[np.ndarray] = []
+    ring_n: list[int] = []  # rings per polygon
+    poly_n: list[int] = []  # polygons per zone
+    ring_zone: list[int] = []
+    for zi, (zone_id, geom) in enumerate(items):
+        kind = geom.get("type") if isinstance(geom, Mapping) else None
+        coords = geom.get("coordinates") if isinstance(geom, Mapping) else None
+        if kind not in ("Polygon", "MultiPolygon") or not isinstance(coords, list):
+            raise InvalidZoneError(
+                f"zone {zone_id}: geometry must be a Polygon or MultiPolygon, "
+                f"got {kind!r}"
+            )
+        polys = [coords] if kind == "Polygon" else coords
+        if not polys:
+            raise InvalidZoneError(f"zone {zone_id}: empty geometry")
+        for poly in polys:
+            if not isinstance(poly, list) or not poly:
+                raise InvalidZoneError(f"zone {zone_id}: empty polygon")
+            for ring in poly:
+                rings.append(_ring_array(zone_id, ring))
+                ring_zone.append(zi)
+            ring_n.append(len(poly))
+        poly_n.append(len(polys))
+    if not items:
+        return np.zeros(0, dtype=object)
+    sizes = np.array([len(r) for r in rings])
+    flat = np.concatenate(rings)
+    ring_off = np.r_[0, np.cumsum(sizes)]
+    owner = np.asarray(ring_zone)
+    bad = ~((np.abs(flat[:, 0]) <= 180) & (np.abs(flat[:, 1]) <= 90))  # NaN too
+    if bad.any():
+        i = int(np.argmax(bad))
+        r = int(np.searchsorted(ring_off, i, side="right") - 1)
+        lng, lat = flat[i, 0], flat[i, 1]
         raise InvalidZoneError(
-            f"zone {zone_id}: geometry must be a Polygon or MultiPolygon, got {kind!r}"
+            f"zone {items[owner[r]][0]}: coordinate [{lng:g}, {lat:g}] is out of range "
+            "(lng -180..180, lat -90..90)"
         )
-    polys = [coords] if kind == "Polygon" else coords
-    if not polys:
-        raise InvalidZoneError(f"zone {zone_id}: empty geometry")
-    for p in polys:
-        if not isinstance(p, list) or not p:
-            raise InvalidZoneError(f"zone {zone_id}: empty polygon")
-        for ring in p:
-            _check_ring(zone_id, ring)
+    first, last = flat[ring_off[:-1]], flat[ring_off[1:] - 1]
+    unclosed = (first[:, :2] != last[:, :2]).any(axis=1)
+    if unclosed.any():
+        r = int(np.argmax(unclosed))
+        raise InvalidZoneError(
+            f"zone {items[owner[r]][0]}: unclosed ring (first position "
+            f"{first[r, :2].tolist()} != last {last[r, :2].tolist()})"
+        )
+    geoms = shapely.from_ragged_array(
+        shapely.GeometryType.MULTIPOLYGON,
+        np.ascontiguousarray(flat[:, :2]),
+        (ring_off, np.r_[0, np.cumsum(ring_n)], np.r_[0, np.cumsum(poly_n)]),
+    )
+    invalid = ~shapely.is_valid(geoms) | shapely.is_empty(geoms)
+    if invalid.any():
+        i = int(np.argmax(invalid))
+        g = geoms[i]
+        why = "empty" if g.is_empty else shapely.is_valid_reason(g)
+        raise InvalidZoneError(f"zone {items[i][0]}: invalid geometry ({why})")
+    return np.asarray(geoms, dtype=object)
+
+
+def _ring_array(zone_id: str, ring: Any) -> np.ndarray:
     try:
-        g = shape(geom)
-    except (ValueError, TypeError, shapely.errors.GEOSException) as e:
-        raise InvalidZoneError(f"zone {zone_id}: unreadable geometry ({e})") from None
-    if g.is_empty:
-        raise InvalidZoneError(f"zone {zone_id}: empty geometry")
-    if not g.is_valid:
+        a = np.asarray(ring, dtype=np.float64)
+    except (ValueError, TypeError):
         raise InvalidZoneError(
-            f"zone {zone_id}: invalid geometry ({shapely.is_valid_reason(g)})"
+            f"zone {zone_id}: a ring must be a list of [lng, lat] positions"
+        ) from None
+    if a.ndim != 2 or a.shape[1] < 2:
+        raise InvalidZoneError(
+            f"zone {zone_id}: a ring must be a list of [lng, lat] positions"
         )
-    return g if isinstance(g, MultiPolygon) else MultiPolygon([g])
-
-
-def _check_ring(zone_id: str, ring: Any) -> None:
-    if not isinstance(ring, list) or len(ring) < 4:
+    if len(a) < 4:
         raise InvalidZoneError(
             f"zone {zone_id}: a ring needs at least 4 positions (closed triangle)"
         )
-    for pos in ring:
-        if (not isinstance(pos, list | tuple) or len(pos) < 2
-                or not all(isinstance(v, int | float) for v in pos[:2])):
-            raise InvalidZoneError(f"zone {zone_id}: position {pos!r} is not [lng, lat]")
-        lng, lat = pos[0], pos[1]
-        if not (-180 <= lng <= 180 and -90 <= lat <= 90):
-            raise InvalidZoneError(
-                f"zone {zone_id}: coordinate [{lng}, {lat}] is out of range "
-                "(lng -180..180, lat -90..90)"
-            )
-    if list(ring[0][:2]) != list(ring[-1][:2]):
-        raise InvalidZoneError(
-            f"zone {zone_id}: unclosed ring (first position {ring[0]} != last {ring[-1]})"
-        )
+    return a[:, :2]
 
 
-def _bool(zone_id: str, rule: Mapping[str, Any], key: str, default: bool | None) -> bool:
+def _bool(
+    zone_id: str, rule: Mapping[str, Any], key: str, default: bool | None
+) -> bool:
     v = rule.get(key, default)
     if not isinstance(v, bool):
-        raise InvalidZoneError(f"zone {zone_id}: rule field {key} must be true or false")
+        raise InvalidZoneError(
+            f"zone {zone_id}: rule field {key} must be true or false"
+        )
     return v
 
 
@@ -189,7 +232,9 @@ def _time(zone_id: str, v: Any) -> dt.datetime | None:
             return dt.datetime.fromtimestamp(v, dt.UTC)
         t = dt.datetime.fromisoformat(str(v).replace("Z", "+00:00"))
     except (ValueError, OverflowError):
-        raise InvalidZoneError(f"zone {zone_id}: start/end {v!r} is not a time") from None
+        raise InvalidZoneError(
+            f"zone {zone_id}: start/end {v!r} is not a time"
+        ) from None
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
@@ -200,8 +245,10 @@ def _parse_gbfs(doc: Mapping[str, Any]) -> ZoneSet:
     feats = fc.get("features") if isinstance(fc, Mapping) else None
     if not isinstance(feats, list):
         raise InvalidZoneError("geofencing_zones must be a FeatureCollection")
-    zones: list[Zone] = []
+    staged: list[tuple[str, str, tuple[Rule, ...], Any, Any]] = []
+    shapes: list[tuple[str, Any]] = []
     warnings: list[str] = []
+    rule_of = _RuleCache(v2)
     for i, f in enumerate(feats):
         if not isinstance(f, Mapping):
             raise InvalidZoneError(f"zone zone-{i + 1}: a feature must be an object")
@@ -213,18 +260,32 @@ def _parse_gbfs(doc: Mapping[str, Any]) -> ZoneSet:
                 f"zone {zid} ({name or 'unnamed'}) has no geometry: it decides nothing"
             )
             continue
-        geom = _geometry(zid, f["geometry"])
-        rules = tuple(_rule(zid, r, v2) for r in props.get("rules") or [])
-        zones.append(Zone(
-            zone_id=zid, name=name, geometry=geom, rules=rules, order=len(zones),
-            start=_time(zid, props.get("start")), end=_time(zid, props.get("end")),
-        ))
+        rules = tuple(rule_of(zid, r) for r in props.get("rules") or [])
+        staged.append(
+            (
+                zid,
+                name,
+                rules,
+                _time(zid, props.get("start")),
+                _time(zid, props.get("end")),
+            )
+        )
+        shapes.append((zid, f["geometry"]))
+    _unique_ids([s[0] for s in staged])
+    geoms = _geometries(shapes)
+    zones = [
+        Zone(zone_id=zid, name=name, geometry=g, rules=rules, order=n, start=t0, end=t1)
+        for n, ((zid, name, rules, t0, t1), g) in enumerate(
+            zip(staged, geoms, strict=True)
+        )
+    ]
     default = None
     if not v2:
         raw = doc["data"].get("global_rules")
         if raw is not None:
+            if not isinstance(raw, list):
+                raise InvalidZoneError("global_rules must be an array of rules")
             default = tuple(_rule("global_rules", r, False) for r in raw)
-    _unique_ids(zones)
     return ZoneSet(
         zones=tuple(zones),
         source_format=f"gbfs-{version}",
@@ -234,7 +295,8 @@ def _parse_gbfs(doc: Mapping[str, Any]) -> ZoneSet:
 
 
 def _parse_geojson(feats: Sequence[Any]) -> ZoneSet:
-    staged: list[tuple[int, int, Zone]] = []
+    staged: list[tuple[int, int, str, str, str, Rule, int | None]] = []
+    shapes: list[tuple[str, Any]] = []
     warnings: list[str] = []
     for i, f in enumerate(feats):
         if not isinstance(f, Mapping):
@@ -257,10 +319,14 @@ def _parse_geojson(feats: Sequence[Any]) -> ZoneSet:
         if types is not None and (
             not isinstance(types, list) or not all(isinstance(t, str) for t in types)
         ):
-            raise InvalidZoneError(f"zone {zid}: vehicle_types must be a list of strings")
+            raise InvalidZoneError(
+                f"zone {zid}: vehicle_types must be a list of strings"
+            )
         cap = props.get("capacity")
         if cap is not None and (not isinstance(cap, int) or cap < 0):
-            raise InvalidZoneError(f"zone {zid}: capacity must be a non-negative integer")
+            raise InvalidZoneError(
+                f"zone {zid}: capacity must be a non-negative integer"
+            )
         end_ok = kind == "parking" or (
             kind == "service_area" and not props.get("parking_required", False)
         )
@@ -269,15 +335,15 @@ def _parse_geojson(feats: Sequence[Any]) -> ZoneSet:
             ride_start_allowed=kind != "no_parking",
             ride_end_allowed=end_ok,
         )
-        zone = Zone(zone_id=zid, name=name, geometry=_geometry(zid, f["geometry"]),
-                    rules=(rule,), order=0, kind=kind, capacity_bikes=cap)
-        staged.append((_KIND_RANK[kind], i, zone))
+        staged.append((_KIND_RANK[kind], len(shapes), zid, name, kind, rule, cap))
+        shapes.append((zid, f["geometry"]))
+    _unique_ids([s[2] for s in staged])
+    geoms = _geometries(shapes)
     staged.sort(key=lambda t: (t[0], t[1]))
     zones = [
-        Zone(z.zone_id, z.name, z.geometry, z.rules, n, z.kind, z.capacity_bikes)
-        for n, (_, _, z) in enumerate(staged)
+        Zone(zid, name, geoms[j], (rule,), n, kind, cap)
+        for n, (_, j, zid, name, kind, rule, cap) in enumerate(staged)
     ]
-    _unique_ids(zones)
     return ZoneSet(
         zones=tuple(zones),
         source_format="geojson",
@@ -287,12 +353,32 @@ def _parse_geojson(feats: Sequence[Any]) -> ZoneSet:
     )
 
 
-def _unique_ids(zones: Sequence[Zone]) -> None:
-    seen: dict[str, int] = {}
-    for z in zones:
-        if z.zone_id in seen:
-            raise InvalidZoneError(f"zone {z.zone_id}: zone id used twice")
-        seen[z.zone_id] = z.order
+def _unique_ids(ids: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for zid in ids:
+        if zid in seen:
+            raise InvalidZoneError(f"zone {zid}: zone id used twice")
+        seen.add(zid)
+
+
+class _RuleCache:
+    """Parse each distinct rule object once (100k zones share a handful)."""
+
+    def __init__(self, v2: bool) -> None:
+        self.v2 = v2
+        self.seen: dict[tuple[Any, ...], Rule] = {}
+
+    def __call__(self, zone_id: str, r: Any) -> Rule:
+        try:
+            key = tuple(
+                (k, tuple(v) if isinstance(v, list) else v) for k, v in r.items()
+            )
+            hit = self.seen.get(key)
+        except (AttributeError, TypeError):  # not a mapping, or unhashable values
+            return _rule(zone_id, r, self.v2)
+        if hit is None:
+            hit = self.seen[key] = _rule(zone_id, r, self.v2)
+        return hit
 
 
 def _types(z: Zone) -> frozenset[str] | None:
@@ -309,12 +395,17 @@ def shadow_warnings(zones: Sequence[Zone]) -> list[str]:
     """Warnings for zones wholly inside an earlier zone with rules for their types."""
     if len(zones) < 2:
         return []
-    geoms = [z.geometry for z in zones]
+    geoms = np.array([z.geometry for z in zones], dtype=object)
     tree = shapely.STRtree(geoms)
-    inner, outer = tree.query(geoms, predicate="covered_by")
+    inner, outer = tree.query(geoms)  # bounding boxes first: cheap
+    earlier = outer < inner
+    inner, outer = inner[earlier], outer[earlier]
+    if len(inner) == 0:
+        return []
+    covered = shapely.covered_by(geoms[inner], geoms[outer])
     out = []
-    for i, j in zip(inner.tolist(), outer.tolist(), strict=True):
-        if j >= i or not zones[i].rules or not zones[j].rules:
+    for i, j in zip(inner[covered].tolist(), outer[covered].tolist(), strict=True):
+        if not zones[i].rules or not zones[j].rules:
             continue
         ti, tj = _types(zones[i]), _types(zones[j])
         if tj is None or (ti is not None and ti <= tj):
@@ -342,7 +433,9 @@ def _rule_json(r: Rule, *, all_types: Sequence[str] | None = None) -> dict[str, 
     return out
 
 
-def to_gbfs_v3(zones: ZoneSet, *, last_updated: dt.datetime, ttl_s: int = 60) -> dict[str, Any]:
+def to_gbfs_v3(
+    zones: ZoneSet, *, last_updated: dt.datetime, ttl_s: int = 60
+) -> dict[str, Any]:
     """Publish a zone set as a GBFS v3.0 ``geofencing_zones.json`` document.
 
     Zones keep their precedence (file order = ``order``), so a v3 reader gets
@@ -361,8 +454,14 @@ def to_gbfs_v3(zones: ZoneSet, *, last_updated: dt.datetime, ttl_s: int = 60) ->
         if z.end is not None:
             props["end"] = _rfc3339(z.end)
         geom = mapping(z.geometry)
-        feats.append({"type": "Feature", "id": z.zone_id, "geometry": _lists(geom),
-                      "properties": props})
+        feats.append(
+            {
+                "type": "Feature",
+                "id": z.zone_id,
+                "geometry": _lists(geom),
+                "properties": props,
+            }
+        )
     if zones.default_rules is not None:
         global_rules = [_rule_json(r) for r in zones.default_rules]
     elif zones.has_service_area:
@@ -391,4 +490,3 @@ def _lists(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _lists(v) for k, v in obj.items()}
     return obj
-

@@ -42,6 +42,7 @@ import numpy.typing as npt
 import polars as pl
 import shapely
 
+from geofence import _kernels as _k
 from geofence.types import DECISIONS, Decision, NearestSpot, Rule, Zone, ZoneSet
 
 __all__ = ["LocalProjection", "ZoneIndex"]
@@ -60,13 +61,12 @@ class LocalProjection:
     lat0: float
     lng0: float
 
-    @property
-    def kx(self) -> float:
-        return EARTH_RADIUS_M * math.cos(math.radians(self.lat0)) * math.pi / 180
+    kx: float = 0.0  # metres per degree of longitude, filled in from lat0
+    ky: float = EARTH_RADIUS_M * math.pi / 180
 
-    @property
-    def ky(self) -> float:
-        return EARTH_RADIUS_M * math.pi / 180
+    def __post_init__(self) -> None:
+        kx = EARTH_RADIUS_M * math.cos(math.radians(self.lat0)) * math.pi / 180
+        object.__setattr__(self, "kx", kx)
 
     def to_xy(self, lat: float, lng: float) -> tuple[float, float]:
         return (lng - self.lng0) * self.kx, (lat - self.lat0) * self.ky
@@ -89,9 +89,6 @@ class LocalProjection:
         return shapely.transform(g, f)
 
 
-Ring = tuple[tuple[float, ...], tuple[float, ...]]
-
-
 @dataclass(frozen=True, slots=True)
 class _Edges:
     """Every ring edge of the small zones, flat: zone z owns edges off[z]:off[z+1]."""
@@ -103,30 +100,21 @@ class _Edges:
     off: np.ndarray
 
 
-def _ring_table(geoms: np.ndarray) -> tuple[list[list[Ring] | None], _Edges]:
-    """Rings of small projected (Multi)Polygons as (xs, ys) tuples, None if large,
-    and their edges as flat arrays (one pass over a ragged array, no per-zone
-    shapely calls)."""
+def _ring_table(geoms: np.ndarray) -> tuple[np.ndarray, _Edges]:
+    """Which projected zones are small (few vertices), and the edges of those as
+    flat arrays (one pass over a ragged array, no per-zone shapely calls)."""
     n = len(geoms)
-    rings: list[list[Ring] | None] = [None] * n
-    small = np.flatnonzero(shapely.get_num_coordinates(geoms) <= _SMALL) if n else []
+    is_small = np.zeros(n, bool)
+    if n:
+        is_small = shapely.get_num_coordinates(geoms) <= _SMALL
+    small = np.flatnonzero(is_small)
     if len(small) == 0:
         e = np.zeros(0)
-        return rings, _Edges(e, e, e, e, np.zeros(n + 1, np.int64))
+        return is_small, _Edges(e, e, e, e, np.zeros(n + 1, np.int64))
     polys = shapely.get_parts(geoms[small], return_index=True)
     # to_ragged_array wants one type: every zone is a (Multi)Polygon.
     coords, (ring_off, poly_off) = shapely.to_ragged_array(polys[0])[1:]
-    owner_poly = small[polys[1]]  # zone of each polygon part
-    ring_owner = np.repeat(owner_poly, np.diff(poly_off))
-    xs_all, ys_all = coords[:, 0].tolist(), coords[:, 1].tolist()
-    for r in range(len(ring_off) - 1):
-        a, b = int(ring_off[r]), int(ring_off[r + 1])
-        z = int(ring_owner[r])
-        lst = rings[z]
-        if lst is None:
-            lst = rings[z] = []
-        lst.append((tuple(xs_all[a:b]), tuple(ys_all[a:b])))
-    # Edges: consecutive coordinates within a ring.
+    ring_owner = np.repeat(small[polys[1]], np.diff(poly_off))
     same = np.ones(len(coords), bool)
     same[ring_off[1:] - 1] = False  # last coordinate of each ring starts no edge
     i = np.flatnonzero(same)
@@ -135,51 +123,15 @@ def _ring_table(geoms: np.ndarray) -> tuple[list[list[Ring] | None], _Edges]:
     i, edge_owner = i[order], edge_owner[order]
     off = np.zeros(n + 1, np.int64)
     np.add.at(off, edge_owner + 1, 1)
+    c = np.ascontiguousarray(coords)
     edges = _Edges(
-        coords[i, 0], coords[i, 1], coords[i + 1, 0], coords[i + 1, 1], np.cumsum(off)
+        c[i, 0].copy(),
+        c[i, 1].copy(),
+        c[i + 1, 0].copy(),
+        c[i + 1, 1].copy(),
+        np.cumsum(off),
     )
-    return rings, edges
-
-
-def _inside(rings: list[Ring], x: float, y: float) -> bool:
-    """Even-odd point-in-polygon; a point on an edge is outside (as shapely)."""
-    inside = False
-    for xs, ys in rings:
-        n = len(xs) - 1
-        for i in range(n):
-            x1, y1, x2, y2 = xs[i], ys[i], xs[i + 1], ys[i + 1]
-            # On the edge itself: not inside, whatever the other edges say.
-            if (
-                min(x1, x2) <= x <= max(x1, x2)
-                and min(y1, y2) <= y <= max(y1, y2)
-                and (x2 - x1) * (y - y1) == (y2 - y1) * (x - x1)
-            ):
-                return False
-            if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
-                inside = not inside
-    return inside
-
-
-def _nearest_on_rings(
-    rings: list[Ring], x: float, y: float
-) -> tuple[float, float, float]:
-    """Nearest point on any ring edge to (x, y), and its distance."""
-    best = (math.inf, x, y)
-    for xs, ys in rings:
-        for i in range(len(xs) - 1):
-            x1, y1, x2, y2 = xs[i], ys[i], xs[i + 1], ys[i + 1]
-            dx, dy = x2 - x1, y2 - y1
-            ll = dx * dx + dy * dy
-            t = (
-                0.0
-                if ll == 0
-                else max(0.0, min(1.0, ((x - x1) * dx + (y - y1) * dy) / ll))
-            )
-            px, py = x1 + t * dx, y1 + t * dy
-            d = math.hypot(px - x, py - y)
-            if d < best[0]:
-                best = (d, px, py)
-    return best[1], best[2], best[0]
+    return is_small, edges
 
 
 class ZoneIndex:
@@ -220,6 +172,8 @@ class ZoneIndex:
         self._build_grid()
         self._build_nearest()
         self._decisions: dict[tuple[int, int], Decision] = {}
+        self._tables: dict[int, tuple[pl.Series, pl.Series, pl.Series]] = {}
+        self._allowed_np = [np.array(a, np.int8) for a in self._allowed]
 
     # -- construction -------------------------------------------------------
 
@@ -233,7 +187,7 @@ class ZoneIndex:
             np.array([z.geometry for z in self.zones], dtype=object)
         )
         shapely.prepare(self.geoms)
-        self._rings, self._edges = _ring_table(self.geoms)
+        self._small, self._edges = _ring_table(self.geoms)
         self._names = [z.name for z in self.zones]
 
     def _build_classes(self) -> None:
@@ -292,7 +246,7 @@ class ZoneIndex:
         iy1 = np.floor((bounds[:, 3] - self.y0) / g).astype(np.int64)
         zs, cells, covers = [], [], []
         spans = (ix1 - ix0 + 1) * (iy1 - iy0 + 1)
-        small = (spans <= 256) & np.array([r is not None for r in self._rings])
+        small = (spans <= 256) & self._small
         if small.any():
             zi = np.nonzero(small)[0]
             z, c, cov = self._pairs(zi, ix0[zi], iy0[zi], ix1[zi], iy1[zi])
@@ -452,61 +406,60 @@ class ZoneIndex:
         return np.concatenate(zs), np.concatenate(cs), np.concatenate(covs)
 
     def _build_nearest(self) -> None:
-        """Per class: zones that allow parking; small ones bucketed on a 100 m grid."""
-        b = self._bucket_m = 100.0
+        """Per class: zones that allow parking; small ones bucketed on a 40 m grid
+        (CSR arrays: bucket b holds ``bzone[boff[b]:boff[b+1]]``)."""
+        b = self._bucket_m = 40.0
         n = len(self.zones)
         bounds = shapely.bounds(self.geoms) if n else np.zeros((0, 4))
-        is_small = np.array([r is not None for r in self._rings], bool)
+        self._bbox = np.ascontiguousarray(bounds, dtype=np.float64)
+        self._nbx = max(1, math.ceil(self.nx * self.cell_m / b) + 1)
+        self._nby = max(1, math.ceil(self.ny * self.cell_m / b) + 1)
         bx0 = ((bounds[:, 0] - self.x0) // b).astype(np.int64)
         by0 = ((bounds[:, 1] - self.y0) // b).astype(np.int64)
         bx1 = ((bounds[:, 2] - self.x0) // b).astype(np.int64)
         by1 = ((bounds[:, 3] - self.y0) // b).astype(np.int64)
-        self._legal_buckets: list[dict[tuple[int, int], list[int]]] = []
+        self._legal_buckets: list[tuple[np.ndarray, np.ndarray]] = []
         self._legal_big: list[np.ndarray] = []
-        shared: dict[bytes, dict[tuple[int, int], list[int]]] = {}
+        shared: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         for k in range(len(self.class_types)):
             legal = np.array(self._allowed[k], np.int8) == 1 if n else np.zeros(0, bool)
-            self._legal_big.append(np.flatnonzero(legal & ~is_small))
-            zi = np.flatnonzero(legal & is_small)
+            self._legal_big.append(np.flatnonzero(legal & ~self._small))
+            zi = np.flatnonzero(legal & self._small)
             key = zi.tobytes()
             if key not in shared:
                 shared[key] = self._buckets(zi, bx0[zi], by0[zi], bx1[zi], by1[zi])
             self._legal_buckets.append(shared[key])
+        self._exit_cache: dict[tuple[int, int], bool] = {}
 
-    @staticmethod
     def _buckets(
+        self,
         zi: np.ndarray,
         bx0: np.ndarray,
         by0: np.ndarray,
         bx1: np.ndarray,
         by1: np.ndarray,
-    ) -> dict[tuple[int, int], list[int]]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         w, h = bx1 - bx0 + 1, by1 - by0 + 1
         m = w * h
         z = np.repeat(zi, m)
         k = np.arange(int(m.sum())) - np.repeat(np.cumsum(m) - m, m)
         bx = np.repeat(bx0, m) + k % np.repeat(w, m)
         by = np.repeat(by0, m) + k // np.repeat(w, m)
-        order = np.lexsort((z, by, bx))
-        bx, by, z = bx[order], by[order], z[order]
-        out: dict[tuple[int, int], list[int]] = {}
-        if len(z) == 0:
-            return out
-        cut = np.flatnonzero((bx[1:] != bx[:-1]) | (by[1:] != by[:-1])) + 1
-        starts = np.r_[0, cut].tolist()
-        ends = np.r_[cut, len(z)].tolist()
-        zl, bxl, byl = z.tolist(), bx.tolist(), by.tolist()
-        for a, e in zip(starts, ends, strict=True):
-            out[(bxl[a], byl[a])] = zl[a:e]
-        return out
+        ok = (bx >= 0) & (bx < self._nbx) & (by >= 0) & (by < self._nby)
+        bucket = (by * self._nbx + bx)[ok]
+        z = z[ok]
+        order = np.argsort(bucket, kind="stable")
+        off = np.zeros(self._nbx * self._nby + 1, np.int64)
+        np.add.at(off, bucket + 1, 1)
+        return np.cumsum(off), z[order].astype(np.int64)
 
     # -- the check ----------------------------------------------------------
 
     def _contains(self, zi: int, x: float, y: float) -> bool:
-        rings = self._rings[zi]
-        if rings is None:
+        if not self._small[zi]:
             return bool(shapely.contains_xy(self.geoms[zi], x, y))
-        return _inside(rings, x, y)
+        e = self._edges
+        return bool(_k.inside(zi, x, y, e.x1, e.y1, e.x2, e.y2, e.off))
 
     def locate(self, x: float, y: float, k: int, flip: int = -1) -> int:
         """Index of the zone that decides projected point (x, y) for class k.
@@ -653,7 +606,7 @@ class ZoneIndex:
                 )
         if d.allowed or not nearest:
             return d
-        spot = self.nearest_legal(x, y, k)
+        spot = self.nearest_legal(x, y, k, zi=zi)
         return Decision(
             d.decision,
             d.zone_id,
@@ -669,10 +622,7 @@ class ZoneIndex:
         return sorted(self._tree.query(box).tolist())
 
     def _edge_distance(self, zi: int, x: float, y: float) -> float:
-        rings = self._rings[zi]
-        if rings is None:
-            return float(shapely.distance(self.geoms[zi].boundary, shapely.Point(x, y)))
-        return _nearest_on_rings(rings, x, y)[2]
+        return self._boundary_point(zi, x, y)[2]
 
     def _straddles(
         self, x: float, y: float, k: int, zi: int, allowed: bool, r: float
@@ -687,81 +637,148 @@ class ZoneIndex:
         return None
 
     def nearest_legal(
-        self, x: float, y: float, k: int, max_m: float = 3_000.0
+        self,
+        x: float,
+        y: float,
+        k: int,
+        max_m: float = 3_000.0,
+        zi: int | None = None,
     ) -> NearestSpot | None:
-        """Closest point where the index allows parking, searched out to ``max_m``."""
-        cands: list[tuple[float, float, float]] = []  # (distance, px, py)
-        # Just outside the forbidding zones that hold the point.
-        for z in self._zones_near(x, y, 0.0):
-            if self._allowed[k][z] == 0 and self._contains(z, x, y):
-                cands.append(_nudge(*self._boundary_point(z, x, y), x, y))
-        # Into large zones that allow parking (from outside them): the few
-        # nearest by a vectorised distance, then their edge points.
-        big = self._legal_big[k]
-        if len(big):
+        """Closest point where the index allows parking, searched out to ``max_m``.
+
+        Candidates: just outside the forbidding zone that decided the point (when
+        the other side can be legal), the nearest point of the nearest small
+        legal zone not holding the point (a compiled ring-by-ring search of a
+        40 m bucket grid), and of the nearest large legal zones. Each is nudged
+        0.5 m onto the legal side and verified with the index itself; the
+        closest verified one wins. A small zone whose spot fails (covered there
+        by a no-parking zone, say) is excluded and the search runs again, up to
+        eight times.
+        """
+        if zi is None:
+            zi = self.locate(x, y, k)
+        cands: list[tuple[float, float, float, int]] = []  # (d, px, py, small zone)
+        if (
+            zi >= 0
+            and self._allowed[k][zi] == 0
+            and (self._small[zi] or self._exit_useful(zi, k))
+        ):
+            cands.append((*_nudge(*self._boundary_point(zi, x, y), x, y), -1))
+        if len(self._legal_big[k]):
             pt = shapely.Point(x, y)
+            cands += [(*c, -1) for c in self._big_candidates(x, y, k, max_m, pt)]
+        boff, bzone = self._legal_buckets[k]
+        e = self._edges
+        excluded: list[int] = []
+        for _ in range(8):
+            z, px, py, d = (
+                _k.nearest_in_buckets(
+                    x,
+                    y,
+                    self._bucket_m,
+                    self.x0,
+                    self.y0,
+                    self._nbx,
+                    self._nby,
+                    boff,
+                    bzone,
+                    e.x1,
+                    e.y1,
+                    e.x2,
+                    e.y2,
+                    e.off,
+                    self._bbox,
+                    max_m,
+                )
+                if not excluded
+                else self._nearest_excluding(x, y, k, max_m, excluded)
+            )
+            if z >= 0:
+                cands.append((*_nudge(px, py, d, x, y), int(z)))
+            best: NearestSpot | None = None
+            for cd, cx, cy, cz in sorted(cands):
+                if cd > max_m:
+                    break
+                found = self.locate(cx, cy, k)
+                if self._decision(found, k).allowed:
+                    best = self._spot(found, cx, cy, cd)
+                    break
+                if cz >= 0:
+                    excluded.append(cz)
+            if best is not None or z < 0 or not excluded:
+                return best
+            cands = [c for c in cands if c[3] < 0]
+        return None
+
+    def _nearest_excluding(
+        self, x: float, y: float, k: int, max_m: float, excluded: list[int]
+    ) -> tuple[int, float, float, float]:
+        """The bucket search without some zones (their spots failed to verify)."""
+        boff, bzone = self._legal_buckets[k]
+        keep = ~np.isin(bzone, excluded)
+        off = np.r_[0, np.cumsum(keep)][boff]
+        e = self._edges
+        z, px, py, d = _k.nearest_in_buckets(
+            x,
+            y,
+            self._bucket_m,
+            self.x0,
+            self.y0,
+            self._nbx,
+            self._nby,
+            off,
+            bzone[keep],
+            e.x1,
+            e.y1,
+            e.x2,
+            e.y2,
+            e.off,
+            self._bbox,
+            max_m,
+        )
+        return int(z), float(px), float(py), float(d)
+
+    def _big_candidates(
+        self, x: float, y: float, k: int, max_m: float, pt: shapely.Point
+    ) -> list[tuple[float, float, float]]:
+        """Edge points of the few nearest large zones allowing parking."""
+        big = self._legal_big[k]
+        out: list[tuple[float, float, float]] = []
+        if len(big):
             dist = shapely.distance(self.geoms[big], pt)
             for i in np.argsort(dist)[:4]:
                 z = big[int(i)]
                 if dist[i] > max_m:
                     break
                 if dist[i] > 0:  # from inside, the forbidding edge is the way out
-                    cands.append(_nudge(*self._boundary_point(z, x, y), x, y))
-        bound = min((c[0] for c in cands), default=max_m)
-        spot = self._search_small(x, y, k, cands, min(bound, max_m), max_m)
-        if spot is None and bound < max_m:
-            spot = self._search_small(x, y, k, cands, max_m, max_m)
-        return spot
+                    out.append(_nudge(*self._boundary_point(z, x, y), x, y))
+        return out
 
-    def _search_small(
-        self,
-        x: float,
-        y: float,
-        k: int,
-        cands: list[tuple[float, float, float]],
-        reach: float,
-        max_m: float,
-    ) -> NearestSpot | None:
-        """Add small legal zones within ``reach``; verify candidates, closest first."""
-        buckets = self._legal_buckets[k]
-        b = self._bucket_m
-        bx, by = int((x - self.x0) // b), int((y - self.y0) // b)
-        found = list(cands)
-        seen: set[int] = set()
-        ring = 0
-        best = reach
-        while buckets and (ring - 1) * b <= best:
-            for cx, cy in _ring(bx, by, ring):
-                for z in buckets.get((cx, cy), ()):
-                    if z in seen:
-                        continue
-                    seen.add(z)
-                    rings = self._rings[z]
-                    assert rings is not None
-                    if _inside(rings, x, y):
-                        continue  # overridden here: the forbidding edge is the way out
-                    px, py, d = _nearest_on_rings(rings, x, y)
-                    found.append(_nudge(px, py, d, x, y))
-                    best = min(best, d)
-            ring += 1
-        for d, px, py in sorted(found):
-            if d > max_m:
-                break
-            zi = self.locate(px, py, k)
-            if self._decision(zi, k).allowed:
-                lat, lng = self.projection.to_latlng(px, py)
-                return NearestSpot(
-                    self.zones[zi].zone_id if zi >= 0 else None,
-                    float(lat),
-                    float(lng),
-                    round(float(d), 2),
-                )
-        return None
+    def _exit_useful(self, z: int, k: int) -> bool:
+        """Can stepping out of large forbidding zone z land somewhere legal?"""
+        key = (z, k)
+        hit = self._exit_cache.get(key)
+        if hit is None:
+            legal_outside = self._decision(_DEFAULT, k).allowed
+            near = self._tree.query(self.geoms[z].boundary, predicate="intersects")
+            hit = legal_outside or any(self._allowed[k][int(j)] == 1 for j in near)
+            self._exit_cache[key] = hit
+        return hit
+
+    def _spot(self, zi: int, px: float, py: float, d: float) -> NearestSpot:
+        lat, lng = self.projection.to_latlng(px, py)
+        return NearestSpot(
+            self.zones[zi].zone_id if zi >= 0 else None,
+            float(lat),
+            float(lng),
+            round(float(d), 2),
+        )
 
     def _boundary_point(self, z: int, x: float, y: float) -> tuple[float, float, float]:
-        rings = self._rings[z]
-        if rings is not None:
-            return _nearest_on_rings(rings, x, y)
+        if self._small[z]:
+            e = self._edges
+            px, py, d = _k.edge_nearest(z, x, y, e.x1, e.y1, e.x2, e.y2, e.off)
+            return float(px), float(py), float(d)
         line = shapely.shortest_line(self.geoms[z].boundary, shapely.Point(x, y))
         (px, py), _ = line.coords
         return px, py, math.hypot(px - x, py - y)
@@ -769,38 +786,55 @@ class ZoneIndex:
     # -- batch ----------------------------------------------------------------
 
     def locate_batch(self, x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-        """Deciding zone index (or -1) for arrays of projected points, vectorised."""
-        g = self.cell_m
-        ix = np.floor((x - self.x0) / g).astype(np.int64)
-        iy = np.floor((y - self.y0) / g).astype(np.int64)
-        ok = (ix >= 0) & (ix < self.nx) & (iy >= 0) & (iy < self.ny)
-        cell = np.where(ok, iy * self.nx + ix, 0)
-        out = np.where(ok, self._fast[k][cell], _DEFAULT).astype(np.int32)
-        todo = np.nonzero(out <= -2)[0]
-        if len(todo) == 0:
-            return out
-        slot = -2 - out[todo].astype(np.int64)
-        start = self._off[slot]
-        n = self._off[slot + 1] - start
-        pt = np.repeat(todo, n)
-        j = np.repeat(start, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
-        z = self._czone[j]
-        allowed = np.array(self._allowed[k], dtype=np.int8)
-        app = allowed[z] != -1
-        pt, j, z = pt[app], j[app], z[app]
-        inside = self._ccover[j].copy()
-        test = ~inside
-        inside[test] = shapely.contains_xy(
-            self.geoms[z[test]], x[pt[test]], y[pt[test]]
+        """Deciding zone index (or -1) for arrays of projected points.
+
+        A compiled loop over the grid and the small zones' edges; the few points
+        on a large zone's edge cells take the per-point path (shapely)."""
+        out = np.empty(len(x), np.int64)
+        e = self._edges
+        hard = _k.locate_many(
+            np.ascontiguousarray(x, np.float64),
+            np.ascontiguousarray(y, np.float64),
+            self.x0,
+            self.y0,
+            self.cell_m,
+            self.nx,
+            self.ny,
+            self._fast[k],
+            self._off,
+            self._czone,
+            self._ccover,
+            self._allowed_np[k],
+            self._small,
+            e.x1,
+            e.y1,
+            e.x2,
+            e.y2,
+            e.off,
+            out,
         )
-        # First containing candidate per point (candidates are in precedence order).
-        hit_pt, hit_z = pt[inside], z[inside]
-        first = (
-            np.r_[True, hit_pt[1:] != hit_pt[:-1]] if len(hit_pt) else np.zeros(0, bool)
-        )
-        out[todo] = _DEFAULT
-        out[hit_pt[first]] = hit_z[first]
+        if hard:
+            for i in np.flatnonzero(out == -2).tolist():
+                out[i] = self.locate(float(x[i]), float(y[i]), k)
         return out
+
+    def _answer_table(self, k: int) -> tuple[pl.Series, pl.Series, pl.Series]:
+        """decision, zone_id, reason for "no zone" then each zone, for class k."""
+        hit = self._tables.get(k)
+        if hit is None:
+            # Zones silent for class k never decide: their slot is never read.
+            allowed = self._allowed[k]
+            ds = [
+                self._decision(z if z < 0 or allowed[z] != -1 else _DEFAULT, k)
+                for z in range(-1, len(self.zones))
+            ]
+            hit = self._tables[k] = (
+                pl.Series([d.decision for d in ds], dtype=pl.Enum(DECISIONS)),
+                # Categorical: a batch gathers small codes, not 2 M strings.
+                pl.Series([d.zone_id for d in ds], dtype=pl.Categorical),
+                pl.Series([d.reason for d in ds], dtype=pl.Categorical),
+            )
+        return hit
 
     def check_batch(
         self,
@@ -827,55 +861,63 @@ class ZoneIndex:
             classes = np.full(n, self.class_of(vehicle_type), np.int32)
         else:
             classes = np.array([self.class_of(v) for v in vehicle_type], np.int32)
-        zone = np.full(n, _DEFAULT, np.int32)
-        for k in np.unique(classes):
-            sel = np.nonzero(classes == k)[0]
+        zone = np.full(n, _DEFAULT, np.int64)
+        kinds = np.unique(classes)
+        for k in kinds:
+            sel = np.nonzero(classes == k)[0] if len(kinds) > 1 else slice(None)
             zone[sel] = self.locate_batch(x[sel], y[sel], int(k))
-        # Map (zone, class) -> decision row through the decision cache.
-        keys = zone.astype(np.int64) * len(self.class_types) + classes
-        uniq, inv = np.unique(keys, return_inverse=True)
-        table = [
-            self._decision(
-                int(u // len(self.class_types)), int(u % len(self.class_types))
-            )
-            for u in uniq
-        ]
-        decision = np.array([d.decision for d in table], dtype=object)[inv]
-        zone_id = np.array([d.zone_id for d in table], dtype=object)[inv]
-        reason = np.array([d.reason for d in table], dtype=object)[inv]
-        near_id = np.full(n, None, dtype=object)
-        near_lat = np.full(n, np.nan)
-        near_lng = np.full(n, np.nan)
-        near_d = np.full(n, np.nan)
+        # Answers by gathering from per-class tables ("no zone" first).
+        width = len(self.zones) + 1
+        tables = [self._answer_table(int(k)) for k in range(len(self.class_types))]
+        idx = pl.Series(classes.astype(np.int64) * width + zone + 1)
+        decision, zone_id, reason = (
+            pl.concat([t[c] for t in tables]).gather(idx) for c in range(3)
+        )
         slow = np.zeros(n, bool)
+        acc = np.zeros(n)
         if accuracy_m is not None:
-            acc = np.array([np.nan if a is None else a for a in accuracy_m], np.float64)
-            slow |= np.nan_to_num(acc) > 0
-        if nearest:
-            slow |= decision != "allowed"
-        for i in np.nonzero(slow)[0]:
-            vt = self.class_types[classes[i]]
-            d = self.check(
-                float(lat_a[i]),
-                float(lng_a[i]),
-                accuracy_m=None if accuracy_m is None else float(np.nan_to_num(acc[i])),
-                vehicle_type=vt,
-                nearest=nearest,
+            acc = np.nan_to_num(
+                np.array([np.nan if a is None else a for a in accuracy_m], np.float64)
             )
-            decision[i], zone_id[i], reason[i] = d.decision, d.zone_id, d.reason
-            if d.nearest is not None:
-                near_id[i] = d.nearest.zone_id
-                near_lat[i], near_lng[i] = d.nearest.lat, d.nearest.lng
-                near_d[i] = d.nearest.distance_m
+            slow |= acc > 0
+        if nearest:
+            slow |= (decision != "allowed").to_numpy()
+        near_id: list[str | None] | None = None
+        near = np.full((3, n), np.nan)  # lat, lng, distance of the nearest spot
+        todo = np.flatnonzero(slow).tolist()
+        if todo:  # the per-point path: accuracy circles and nearest spots
+            dl, zl, rl = decision.to_list(), zone_id.to_list(), reason.to_list()
+            near_id = [None] * n
+            for i in todo:
+                d = self.check(
+                    float(lat_a[i]),
+                    float(lng_a[i]),
+                    accuracy_m=float(acc[i]) or None,
+                    vehicle_type=self.class_types[classes[i]],
+                    nearest=nearest,
+                )
+                dl[i], zl[i], rl[i] = d.decision, d.zone_id, d.reason
+                if d.nearest is not None:
+                    near_id[i] = d.nearest.zone_id
+                    near[:, i] = d.nearest.lat, d.nearest.lng, d.nearest.distance_m
+            decision = pl.Series(dl, dtype=pl.Enum(DECISIONS))
+            zone_id = pl.Series(zl, dtype=pl.Categorical)
+            reason = pl.Series(rl, dtype=pl.Categorical)
         return pl.DataFrame(
             {
-                "decision": pl.Series(decision.tolist(), dtype=pl.Enum(DECISIONS)),
-                "zone_id": pl.Series(zone_id.tolist(), dtype=pl.String),
-                "reason": pl.Series(reason.tolist(), dtype=pl.String),
-                "nearest_zone_id": pl.Series(near_id.tolist(), dtype=pl.String),
-                "nearest_lat": pl.Series(near_lat, nan_to_null=True),
-                "nearest_lng": pl.Series(near_lng, nan_to_null=True),
-                "nearest_distance_m": pl.Series(near_d, nan_to_null=True),
+                "decision": decision,
+                "zone_id": zone_id,
+                "reason": reason,
+                "nearest_zone_id": pl.Series(near_id, dtype=pl.Categorical)
+                if near_id is not None
+                else pl.Series([None], dtype=pl.Categorical).extend_constant(
+                    None, n - 1
+                )
+                if n
+                else pl.Series([], dtype=pl.Categorical),
+                "nearest_lat": pl.Series(near[0], nan_to_null=True),
+                "nearest_lng": pl.Series(near[1], nan_to_null=True),
+                "nearest_distance_m": pl.Series(near[2], nan_to_null=True),
             }
         )
 

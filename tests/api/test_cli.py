@@ -12,9 +12,21 @@ import polars as pl
 import pytest
 
 from fleet.store import SCHEMA_SQL
+from geofence.store import ZONE_SCHEMA_SQL
 from tests.conftest import ROOT, TEST_DATA, shared_file
 
-COMMANDS = ("synth", "ingest", "cells", "snapshot", "demand", "demo")
+COMMANDS = (
+    "synth",
+    "ingest",
+    "cells",
+    "snapshot",
+    "demand",
+    "demo",
+    "zones load",
+    "zones export",
+    "zones check",
+    "zones audit",
+)
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -30,7 +42,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(command: str) -> None:
-    r = cli(command, "--help")
+    r = cli(*command.split(), "--help")
     assert r.returncode == 0, r.stderr
     assert "Example: bikefleet " + command in r.stdout
 
@@ -39,7 +51,8 @@ def test_readme_documents_every_command_and_table() -> None:
     readme = (ROOT / "README.md").read_text()
     for command in COMMANDS:
         assert f"`bikefleet {command}" in readme, command
-    for table in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA_SQL):
+    tables = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA_SQL + ZONE_SCHEMA_SQL)
+    for table in tables:
         assert f"| `{table}` |" in readme, table
 
 
@@ -103,12 +116,20 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             "fleet_snapshot",
             "cell_stock",
             "demand_profile",
+            "zone_sets",
+            "zones",
         ):
             n = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
             assert n > 0, table
         trips = con.execute("SELECT count(*) FROM trips").fetchall()[0][0]
         deps = con.execute("SELECT sum(departures) FROM cell_flows").fetchall()[0][0]
         assert deps == trips
+    m = re.search(r"([\d,]+) of ([\d,]+) bikes parked\s+legally", r.stdout)
+    assert m, r.stdout
+    audit = pl.read_csv(tmp_path / "audit" / "audit_offenders.csv")
+    legal, total = (int(g.replace(",", "")) for g in m.groups())
+    assert audit.height == total - legal > 0
+    assert (tmp_path / "audit" / "audit_zones.geojson").exists()
 
 
 def test_cells_from_partitions_matches_cells_from_the_store(tmp_path: Path) -> None:

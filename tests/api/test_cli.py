@@ -51,7 +51,9 @@ def test_readme_documents_every_command_and_table() -> None:
     readme = (ROOT / "README.md").read_text()
     for command in COMMANDS:
         assert f"`bikefleet {command}" in readme, command
-    tables = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA_SQL + ZONE_SCHEMA_SQL)
+    tables = re.findall(
+        r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA_SQL + ZONE_SCHEMA_SQL
+    )
     for table in tables:
         assert f"| `{table}` |" in readme, table
 

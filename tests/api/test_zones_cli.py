@@ -27,19 +27,37 @@ def test_load_check_export(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "zone set version 1: 2 zones" in r.stdout
     pts = tmp_path / "in.csv"
-    rows = [("a", *at(50, 40), "", "bike"), ("b", *at(20, 20), "", ""),
-            ("c", *at(500, 500), "", "ebike"), ("d", *at(12, 20), "5", "")]
-    pl.DataFrame(rows, schema=["ref", "lat", "lng", "accuracy_m", "vehicle_type"],
-                 orient="row").write_csv(pts)
+    rows = [
+        ("a", *at(50, 40), "", "bike"),
+        ("b", *at(20, 20), "", ""),
+        ("c", *at(500, 500), "", "ebike"),
+        ("d", *at(12, 20), "5", ""),
+    ]
+    pl.DataFrame(
+        rows, schema=["ref", "lat", "lng", "accuracy_m", "vehicle_type"], orient="row"
+    ).write_csv(pts)
     out = tmp_path / "out.csv"
     r = cli("zones", "check", "--points", str(pts), "--out", str(out), "--db", db)
     assert r.returncode == 0, r.stderr
     got = pl.read_csv(out)
-    assert got.columns == ["ref", "lat", "lng", "accuracy_m", "vehicle_type",
-                           "decision", "zone_id", "reason", "nearest_zone_id",
-                           "nearest_distance_m"]
-    assert got["decision"].to_list() == ["allowed", "forbidden",
-                                         "outside_service_area", "uncertain"]
+    assert got.columns == [
+        "ref",
+        "lat",
+        "lng",
+        "accuracy_m",
+        "vehicle_type",
+        "decision",
+        "zone_id",
+        "reason",
+        "nearest_zone_id",
+        "nearest_distance_m",
+    ]
+    assert got["decision"].to_list() == [
+        "allowed",
+        "forbidden",
+        "outside_service_area",
+        "uncertain",
+    ]
     assert got["zone_id"].to_list() == ["bay", "np", None, "np"]
     assert got["nearest_zone_id"].to_list()[1] == "bay"
     assert 0 < got["nearest_distance_m"][1] < 11
@@ -48,7 +66,10 @@ def test_load_check_export(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     doc = json.loads(exported.read_text())
     assert doc["version"] == "3.0"
-    assert [f["id"] for f in doc["data"]["geofencing_zones"]["features"]] == ["np", "bay"]
+    assert [f["id"] for f in doc["data"]["geofencing_zones"]["features"]] == [
+        "np",
+        "bay",
+    ]
 
 
 def test_malformed_file_names_the_zone_and_keeps_the_old_set(tmp_path: Path) -> None:
@@ -67,12 +88,20 @@ def test_malformed_file_names_the_zone_and_keeps_the_old_set(tmp_path: Path) -> 
     assert "zone bay" in r.stderr and "invalid geometry" in r.stderr
     with duckdb.connect(db, read_only=True) as con:
         assert con.execute(
-            "SELECT version, source FROM zone_sets WHERE active").fetchall() == [
-            (1, str(good))]
+            "SELECT version, source FROM zone_sets WHERE active"
+        ).fetchall() == [(1, str(good))]
     pts = tmp_path / "bad_points.csv"
     pts.write_text("lat,lng\n31.23,121.47\n95,121.47\n")
-    r = cli("zones", "check", "--points", str(pts), "--out", str(tmp_path / "o.csv"),
-            "--db", db)
+    r = cli(
+        "zones",
+        "check",
+        "--points",
+        str(pts),
+        "--out",
+        str(tmp_path / "o.csv"),
+        "--db",
+        db,
+    )
     assert r.returncode == 2
     assert "line 3: lat '95'" in r.stderr
 

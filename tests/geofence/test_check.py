@@ -94,7 +94,8 @@ def test_gbfs_first_zone_in_file_order_wins() -> None:
 
 def test_vehicle_type_rules() -> None:
     z = feature(
-        "z", square(0, 0, 50, 50),
+        "z",
+        square(0, 0, 50, 50),
         rules=[rule(False, ["ebike"]), rule(True)],
     )
     scooters = feature("s", square(0, 0, 80, 80), rules=[rule(False, ["scooter"])])
@@ -117,9 +118,20 @@ def test_global_rules_and_v2_defaults() -> None:
     assert v3.check(*at(100, 100)).decision == "outside_service_area"
     v3_open = ZoneIndex(parse_zones(gbfs(z, global_rules=[rule(True)])))
     assert v3_open.check(*at(100, 100)).decision == "allowed"
-    v2 = {"version": "2.3", "last_updated": 0, "ttl": 0, "data": {
-        "geofencing_zones": geojson(feature("z", square(0, 0, 50, 50), rules=[
-            {"ride_allowed": False, "ride_through_allowed": True}]))}}
+    v2 = {
+        "version": "2.3",
+        "last_updated": 0,
+        "ttl": 0,
+        "data": {
+            "geofencing_zones": geojson(
+                feature(
+                    "z",
+                    square(0, 0, 50, 50),
+                    rules=[{"ride_allowed": False, "ride_through_allowed": True}],
+                )
+            )
+        },
+    }
     ix = ZoneIndex(parse_zones(v2))
     assert ix.check(*at(10, 10)).decision == "forbidden"
     assert ix.check(*at(100, 100)).decision == "allowed"
@@ -132,8 +144,13 @@ def test_station_parking_zone_forbids_free_floating_ends() -> None:
 
 
 def test_time_windows() -> None:
-    z = feature("temp", square(0, 0, 50, 50), rules=[rule(False)],
-                start="2026-01-01T00:00:00Z", end="2026-02-01T00:00:00Z")
+    z = feature(
+        "temp",
+        square(0, 0, 50, 50),
+        rules=[rule(False)],
+        start="2026-01-01T00:00:00Z",
+        end="2026-02-01T00:00:00Z",
+    )
     zs = parse_zones(gbfs(z))
     during = ZoneIndex(zs, at=dt.datetime(2026, 1, 15, tzinfo=dt.UTC))
     after = ZoneIndex(zs, at=dt.datetime(2026, 3, 1, tzinfo=dt.UTC))

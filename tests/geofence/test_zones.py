@@ -1,4 +1,4 @@
-"""Loading zones: bad geometry rejected whole, warnings, store round trip, real feeds."""
+"""Loading zones: bad geometry rejected whole, warnings, store, real feeds."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import shapely
 
 from geofence.errors import InvalidZoneError, NoZonesError
 from geofence.index import ZoneIndex
@@ -32,22 +32,43 @@ def bad(geom: dict) -> dict:
     ("geom", "why"),
     [
         (  # a bow tie
-            {"type": "Polygon", "coordinates": [[[121.47, 31.23], [121.471, 31.231],
-                                                 [121.471, 31.23], [121.47, 31.231],
-                                                 [121.47, 31.23]]]},
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [121.47, 31.23],
+                        [121.471, 31.231],
+                        [121.471, 31.23],
+                        [121.47, 31.231],
+                        [121.47, 31.23],
+                    ]
+                ],
+            },
             "Self-intersection",
         ),
-        ({"type": "Polygon", "coordinates": [ring(0, 0, 10, 10)[:-1]]}, "unclosed ring"),
-        ({"type": "Polygon", "coordinates": [[[200, 0], [201, 0], [201, 1], [200, 0]]]},
-         "out of range"),
+        (
+            {"type": "Polygon", "coordinates": [ring(0, 0, 10, 10)[:-1]]},
+            "unclosed ring",
+        ),
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [[[200, 0], [201, 0], [201, 1], [200, 0]]],
+            },
+            "out of range",
+        ),
         ({"type": "Polygon", "coordinates": []}, "empty"),
         ({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [0, 0]]]}, "at least 4"),
         ({"type": "Point", "coordinates": [0, 0]}, "Polygon or MultiPolygon"),
-        ({"type": "Polygon", "coordinates": [[[0, "a"], [1, 1], [1, 0], [0, 0]]]},
-         "[lng, lat]"),
+        (
+            {"type": "Polygon", "coordinates": [[[0, "a"], [1, 1], [1, 0], [0, 0]]]},
+            "[lng, lat]",
+        ),
     ],
 )
-def test_invalid_geometry_rejects_the_file_naming_the_zone(geom: dict, why: str) -> None:
+def test_invalid_geometry_rejects_the_file_naming_the_zone(
+    geom: dict, why: str
+) -> None:
     with pytest.raises(InvalidZoneError) as e:
         parse_zones(bad(geom))
     assert "zone bad-zone" in str(e.value)
@@ -60,23 +81,30 @@ def test_other_malformed_documents() -> None:
         ({"type": "Topology"}, "not a zone document"),
         (geojson(feature("x", square(0, 0, 1, 1), kind="parkin")), "properties.kind"),
         (geojson(GOOD, GOOD), "used twice"),
-        (gbfs(feature("r", square(0, 0, 1, 1), rules=[{"ride_end_allowed": "yes"}])),
-         "true or false"),
+        (
+            gbfs(feature("r", square(0, 0, 1, 1), rules=[{"ride_end_allowed": "yes"}])),
+            "true or false",
+        ),
     ):
         with pytest.raises(InvalidZoneError, match=why):
             parse_zones(doc)
 
 
 def test_null_geometry_is_skipped_with_a_warning() -> None:
-    zs = parse_zones(gbfs(feature("ghost", None, name="Nobelhorst", rules=[rule(False)]),
-                          feature("real", square(0, 0, 9, 9), rules=[rule(True)])))
+    zs = parse_zones(
+        gbfs(
+            feature("ghost", None, name="Nobelhorst", rules=[rule(False)]),
+            feature("real", square(0, 0, 9, 9), rules=[rule(True)]),
+        )
+    )
     assert [z.zone_id for z in zs.zones] == ["real"]
     assert any("ghost" in w and "Nobelhorst" in w for w in zs.warnings)
 
 
 def test_a_zone_shadowed_by_an_earlier_one_is_named() -> None:
-    big = feature("whole-area", square(0, 0, 100, 100), name="Operating area",
-                  rules=[rule(True)])
+    big = feature(
+        "whole-area", square(0, 0, 100, 100), name="Operating area", rules=[rule(True)]
+    )
     park = feature("park", square(10, 10, 20, 20), name="Park", rules=[rule(False)])
     ebike_only = feature("e", square(30, 30, 40, 40), rules=[rule(False, ["ebike"])])
     zs = parse_zones(gbfs(big, park, ebike_only))
@@ -96,12 +124,18 @@ def test_a_zone_shadowed_by_an_earlier_one_is_named() -> None:
 def test_store_round_trip_and_atomic_swap(store) -> None:
     with pytest.raises(NoZonesError):
         load_zone_set(store)
-    zs = parse_zones(gbfs(
-        feature("a", square(0, 0, 50, 50, holes=((10, 10, 20, 20),)), name="A",
+    zs = parse_zones(
+        gbfs(
+            feature(
+                "a",
+                square(0, 0, 50, 50, holes=((10, 10, 20, 20),)),
+                name="A",
                 rules=[rule(False, ["ebike"]), rule(True)],
-                start="2026-01-01T00:00:00Z"),
-        global_rules=[rule(False)],
-    ))
+                start="2026-01-01T00:00:00Z",
+            ),
+            global_rules=[rule(False)],
+        )
+    )
     v1 = save_zone_set(store, zs, source="a.json", sha256="x")
     back = load_zone_set(store)
     assert back.version == str(v1)
@@ -110,8 +144,10 @@ def test_store_round_trip_and_atomic_swap(store) -> None:
     assert back.zones[0].start == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     assert back.default_rules == zs.default_rules
     # A failure while writing the new set leaves the old one active, whole.
-    broken = ZoneSet(zones=(Zone("b", None, shapely.box(0, 0, 1, 1), (), 0),),  # type: ignore[arg-type]
-                     source_format="geojson")
+    broken = ZoneSet(
+        zones=(Zone("b", None, shapely.box(0, 0, 1, 1), (), 0),),  # type: ignore[arg-type]
+        source_format="geojson",
+    )
     with pytest.raises(Exception, match="NOT NULL"):
         save_zone_set(store, broken, source="b.json", sha256="y")
     assert active_version(store) == v1
@@ -141,13 +177,14 @@ def zone_sets(draw):
             a = np.sort(rng.uniform(0, 2 * np.pi, k))
             r = rng.uniform(5, 150) * rng.uniform(0.3, 1, k)
             xy = np.column_stack([r * np.cos(a), r * np.sin(a)])
-        poly = shapely.make_valid(shapely.Polygon(xy + [cx, cy]))
+        poly = shapely.make_valid(shapely.Polygon(xy + np.array([cx, cy])))
         if not isinstance(poly, shapely.Polygon) or poly.is_empty:
             continue
         coords = [[at(x, y)[1], at(x, y)[0]] for x, y in poly.exterior.coords]
         kind = ["parking", "no_parking", "service_area"][int(rng.integers(0, 3))]
-        feats.append(feature(f"z{i}", {"type": "Polygon", "coordinates": [coords]},
-                             kind=kind))
+        feats.append(
+            feature(f"z{i}", {"type": "Polygon", "coordinates": [coords]}, kind=kind)
+        )
     cell = draw(st.sampled_from([2.0, 10.0, 37.0]))
     return parse_zones(geojson(*feats)), cell, rng
 
@@ -180,17 +217,24 @@ def test_fast_path_agrees_with_shapely_contains(case) -> None:
 
 # -- real feeds -----------------------------------------------------------------
 
-FEEDS = ("gbfs_paris_fixture_v3.0", "gbfs_check_almere_v3.0", "gbfs_entur_nes_fixture_v2.x")
+FEEDS = (
+    "gbfs_paris_fixture_v3.0",
+    "gbfs_check_almere_v3.0",
+    "gbfs_entur_nes_fixture_v2.x",
+)
 
 
 @pytest.fixture(scope="module")
 def gbfs_v3_schema() -> dict:
-    return json.loads(shared_file("schemas/gbfs/v3.0/geofencing_zones.json").read_text())
+    return json.loads(
+        shared_file("schemas/gbfs/v3.0/geofencing_zones.json").read_text()
+    )
 
 
 @pytest.mark.parametrize("feed", FEEDS)
-def test_real_feed_loads_and_round_trips(feed: str, gbfs_v3_schema: dict,
-                                         tmp_path: Path) -> None:
+def test_real_feed_loads_and_round_trips(
+    feed: str, gbfs_v3_schema: dict, tmp_path: Path
+) -> None:
     import jsonschema
 
     zs, _ = read_zone_file(shared_file(f"geofences/{feed}/geofencing_zones.json"))
@@ -212,11 +256,13 @@ def test_real_feed_loads_and_round_trips(feed: str, gbfs_v3_schema: dict,
 
 def test_almere_nameless_geometries_and_paris_shadows_are_reported() -> None:
     almere, _ = read_zone_file(
-        shared_file("geofences/gbfs_check_almere_v3.0/geofencing_zones.json"))
+        shared_file("geofences/gbfs_check_almere_v3.0/geofencing_zones.json")
+    )
     nulls = [w for w in almere.warnings if "has no geometry" in w]
     assert len(nulls) == 2
     paris, _ = read_zone_file(
-        shared_file("geofences/gbfs_paris_fixture_v3.0/geofencing_zones.json"))
+        shared_file("geofences/gbfs_paris_fixture_v3.0/geofencing_zones.json")
+    )
     assert any("wholly inside earlier zone" in w for w in paris.warnings)
 
 

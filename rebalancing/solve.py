@@ -1,0 +1,265 @@
+"""Solvers: OR-Tools routing with local search, CP-SAT for small exact cases.
+
+``solve`` picks: CP-SAT (an exact circuit model, warm-started from routing)
+for instances that must serve every node and have at most ``exact_max_nodes``
+nodes; OR-Tools routing with the chosen metaheuristic otherwise. The returned
+solution has always passed ``rebalancing.verify.verify``.
+
+Objective: the sum of arc costs (metres in city plans; the file's own costs in
+the published benchmarks) plus, where nodes may be skipped, ``penalty_per_bike``
+times the bikes left unbalanced.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+from ortools.sat.python import cp_model
+
+from rebalancing.instances import lower_bound_vehicles
+from rebalancing.types import Instance, Route, Solution, Stop
+from rebalancing.verify import verify
+
+__all__ = ["solve", "solve_cpsat", "solve_routing"]
+
+_META = {
+    "guided_local_search": routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH,
+    "simulated_annealing": routing_enums_pb2.LocalSearchMetaheuristic.SIMULATED_ANNEALING,
+    "tabu_search": routing_enums_pb2.LocalSearchMetaheuristic.TABU_SEARCH,
+    "greedy_descent": routing_enums_pb2.LocalSearchMetaheuristic.GREEDY_DESCENT,
+}
+
+
+def solve(
+    inst: Instance,
+    *,
+    time_limit_s: float = 10.0,
+    strategy: str = "guided_local_search",
+    exact_max_nodes: int = 40,
+    workers: int = 2,
+) -> Solution:
+    """Best verified solution found within ``time_limit_s``."""
+    t0 = time.perf_counter()
+    exact = inst.penalty_per_bike is None and inst.time_s is None and (
+        inst.n <= exact_max_nodes
+    )
+    share = 0.3 if exact else 1.0
+    best = solve_routing(inst, time_limit_s=time_limit_s * share, strategy=strategy)
+    if exact:
+        left = time_limit_s - (time.perf_counter() - t0)
+        if left > 0.2:
+            cp = solve_cpsat(inst, time_limit_s=left, hint=best, workers=workers)
+            if cp is not None and (best is None or cp.cost <= best.cost):
+                best = cp
+    if best is None:
+        raise RuntimeError(f"{inst.name}: no feasible plan found in {time_limit_s} s")
+    verify(inst, best)
+    return _with_seconds(best, time.perf_counter() - t0)
+
+
+def _with_seconds(s: Solution, secs: float) -> Solution:
+    return Solution(s.routes, s.skipped, s.cost, s.arc_cost, secs, s.method)
+
+
+def _vehicles(inst: Instance) -> int:
+    if inst.vehicles <= 8:
+        return inst.vehicles
+    return min(inst.vehicles, max(4, 2 * lower_bound_vehicles(inst) + 2))
+
+
+def solve_routing(
+    inst: Instance, *, time_limit_s: float, strategy: str = "guided_local_search"
+) -> Solution | None:
+    """OR-Tools routing: load dimension in [0, Q], optional shift and skipping."""
+    t0 = time.perf_counter()
+    n, v = inst.n, _vehicles(inst)
+    manager = pywrapcp.RoutingIndexManager(n, v, 0)
+    routing = pywrapcp.RoutingModel(manager)
+    cost = inst.cost.astype(np.int64).tolist()
+    arc = routing.RegisterTransitMatrix(cost)
+    routing.SetArcCostEvaluatorOfAllVehicles(arc)
+    demand = inst.demand_bikes.astype(np.int64).tolist()
+    load = routing.RegisterUnaryTransitVector(demand)
+    routing.AddDimensionWithVehicleCapacity(
+        load, 0, [inst.capacity_bikes] * v, not inst.start_load_free, "load"
+    )
+    if inst.time_s is not None and inst.shift_s is not None:
+        h = inst.handling_s_per_bike
+        secs = np.ceil(
+            inst.time_s + (np.abs(inst.demand_bikes) * h)[:, None]
+        ).astype(np.int64)
+        tt = routing.RegisterTransitMatrix(secs.tolist())
+        routing.AddDimension(tt, 0, int(inst.shift_s), True, "time")
+    if inst.penalty_per_bike is not None:
+        for i in range(1, n):
+            p = int(round(abs(demand[i]) * inst.penalty_per_bike))
+            routing.AddDisjunction([manager.NodeToIndex(i)], p)
+    params = pywrapcp.DefaultRoutingSearchParameters()
+    fs = routing_enums_pb2.FirstSolutionStrategy
+    params.first_solution_strategy = (
+        fs.PARALLEL_CHEAPEST_INSERTION if n <= 400 else fs.PATH_CHEAPEST_ARC
+    )
+    params.local_search_metaheuristic = _META[strategy]
+    params.time_limit.FromMilliseconds(max(100, int(time_limit_s * 1000)))
+    initial = _greedy_routes(inst, v) if inst.penalty_per_bike is None else None
+    if initial is not None:
+        routing.CloseModelWithParameters(params)
+        start = routing.ReadAssignmentFromRoutes(
+            [[manager.NodeToIndex(i) for i in r] for r in initial], True
+        )
+        found = routing.SolveFromAssignmentWithParameters(start, params) if start else None
+    else:
+        found = routing.SolveWithParameters(params)
+    if found is None:
+        return None
+    routes = []
+    for k in range(v):
+        idx = routing.Start(k)
+        nodes = []
+        idx = found.Value(routing.NextVar(idx))
+        while not routing.IsEnd(idx):
+            nodes.append(manager.IndexToNode(idx))
+            idx = found.Value(routing.NextVar(idx))
+        if nodes:
+            routes.append(nodes)
+    return build_solution(inst, routes, time.perf_counter() - t0, f"routing/{strategy}")
+
+
+def _greedy_routes(inst: Instance, v: int) -> list[list[int]] | None:
+    """A feasible start for must-serve instances: nearest node that keeps the
+    route's load range within Q, new route when none fits."""
+    q = inst.capacity_bikes
+    left = set(range(1, inst.n))
+    routes: list[list[int]] = []
+    while left and len(routes) < v:
+        route: list[int] = []
+        cur, s, lo, hi = 0, 0, 0, 0
+        while left:
+            best, bd = -1, None
+            for j in left:
+                s2 = s + int(inst.demand_bikes[j])
+                if max(hi, s2) - min(lo, s2) > q:
+                    continue
+                if not inst.start_load_free and not 0 <= s2 <= q:
+                    continue
+                c = inst.cost[cur, j]
+                if bd is None or c < bd:
+                    best, bd = j, c
+            if best < 0:
+                break
+            route.append(best)
+            left.discard(best)
+            s += int(inst.demand_bikes[best])
+            lo, hi = min(lo, s), max(hi, s)
+            cur = best
+        if not route:
+            return None
+        routes.append(route)
+    return routes if not left else None
+
+
+def build_solution(
+    inst: Instance, routes: Sequence[Sequence[int]], seconds: float, method: str
+) -> Solution:
+    """Stops, loads, times and costs of node sequences (depot left out)."""
+    out = []
+    served: set[int] = set()
+    arc_total = 0.0
+    for k, nodes in enumerate(routes):
+        prefix = np.cumsum([int(inst.demand_bikes[i]) for i in nodes])
+        start = 0 if not inst.start_load_free else int(max(0, -min(0, prefix.min())))
+        load, prev, t, cost = start, 0, 0.0, 0.0
+        stops = []
+        for i in nodes:
+            b = int(inst.demand_bikes[i])
+            load += b
+            cost += float(inst.cost[prev, i])
+            if inst.time_s is not None:
+                t += float(inst.time_s[prev, i])
+            stops.append(Stop(node=int(i), bikes=b, load_after=load, arrival_s=t))
+            if inst.time_s is not None:
+                t += abs(b) * inst.handling_s_per_bike
+            prev = i
+            served.add(int(i))
+        cost += float(inst.cost[prev, 0])
+        if inst.time_s is not None:
+            t += float(inst.time_s[prev, 0])
+        arc_total += cost
+        out.append(Route(k, start, tuple(stops), cost, t))
+    skipped = tuple(i for i in range(1, inst.n) if i not in served)
+    penalty = sum(abs(int(inst.demand_bikes[i])) for i in skipped) * (
+        inst.penalty_per_bike or 0.0
+    )
+    return Solution(tuple(out), skipped, arc_total + penalty, arc_total, seconds, method)
+
+
+def solve_cpsat(
+    inst: Instance,
+    *,
+    time_limit_s: float,
+    hint: Solution | None = None,
+    workers: int = 2,
+) -> Solution | None:
+    """Exact model: circuit(s) over the nodes with load propagation on arcs.
+
+    u_j is the load after serving j, in [0, Q], with u_j - d_j in [0, Q] (the
+    load on arrival; from the depot any start load is allowed); an arc i -> j
+    between stations forces u_j = u_i + d_j. One vehicle: AddCircuit; several:
+    AddMultipleCircuit (the depot is left as often as needed).
+    """
+    t0 = time.perf_counter()
+    n, q = inst.n, inst.capacity_bikes
+    d = inst.demand_bikes.astype(int).tolist()
+    m = cp_model.CpModel()
+    arcs = []
+    lit: dict[tuple[int, int], cp_model.IntVar] = {}
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                x = m.NewBoolVar(f"x{i}_{j}")
+                lit[i, j] = x
+                arcs.append((i, j, x))
+    u = [m.NewIntVar(0, q, f"u{i}") for i in range(n)]
+    for j in range(1, n):
+        m.Add(u[j] - d[j] >= 0)
+        m.Add(u[j] - d[j] <= q)
+        if not inst.start_load_free:
+            m.Add(u[j] == d[j]).OnlyEnforceIf(lit[0, j])
+    for (i, j), x in lit.items():
+        if i != 0 and j != 0:
+            m.Add(u[j] == u[i] + d[j]).OnlyEnforceIf(x)
+    if inst.vehicles == 1:
+        m.AddCircuit(arcs)
+    else:
+        m.AddMultipleCircuit(arcs)
+        m.Add(sum(lit[0, j] for j in range(1, n)) <= inst.vehicles)
+    m.Minimize(sum(int(inst.cost[i, j]) * x for (i, j), x in lit.items()))
+    if hint is not None:
+        used = set()
+        for r in hint.routes:
+            seq = [0, *(s.node for s in r.stops), 0]
+            used.update(zip(seq[:-1], seq[1:], strict=True))
+        for key, x in lit.items():
+            m.AddHint(x, key in used)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.1, time_limit_s)
+    solver.parameters.num_workers = workers
+    status = solver.Solve(m)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    nxt: dict[int, list[int]] = {}
+    for (i, j), x in lit.items():
+        if solver.Value(x):
+            nxt.setdefault(i, []).append(j)
+    routes = []
+    for first in nxt.get(0, []):
+        route, cur = [], first
+        while cur != 0:
+            route.append(cur)
+            cur = nxt[cur][0]
+        routes.append(route)
+    method = "cp-sat optimal" if status == cp_model.OPTIMAL else "cp-sat"
+    return build_solution(inst, routes, time.perf_counter() - t0, method)

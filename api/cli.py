@@ -17,6 +17,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
+from api import plan_cli
 from api.clikit import CityOpt, DbOpt, ResOpt, friendly, out, progress
 from api.zones_cli import audit as zones_audit
 from api.zones_cli import load_zones_file, zones_app
@@ -37,6 +38,7 @@ from fleet.store import (
 from fleet.synth import SynthParams, hotspot_points, synth_days
 from fleet.types import IngestReport
 from geofence.synth import ZoneLayout, synth_zones
+from rebalancing.types import PlanParams
 
 app = typer.Typer(
     name="bikefleet",
@@ -46,6 +48,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(zones_app, name="zones")
+app.command("plan")(plan_cli.plan)
+app.command("solve-instance")(plan_cli.solve_instance)
 
 
 @app.command()
@@ -436,9 +440,21 @@ def demo(
         f"({len(warnings)} warnings)"
     )
     zones_audit(db=db, city=params.city, at=None, out_dir=data_dir / "audit")
+    out.rule("7. rebalancing plan for the next morning")
+    plan_params = PlanParams(trucks=4, capacity_bikes=20, time_limit_s=10.0)
+    name, day, pid, plan, needed = plan_cli.make_plan(
+        db,
+        city=params.city,
+        date=None,
+        params=plan_params,
+        res=DEFAULT_RES,
+        out_dir=data_dir / "plan",
+    )
+    plan_cli.print_plan(name, day, pid, plan, needed, data_dir / "plan")
     out.print(
         f"store: {db}  (tables trips, quarantine, cell_flows, cell_turnover, "
-        "fleet_snapshot, cell_stock, demand_profile, zone_sets, zones)"
+        "fleet_snapshot, cell_stock, demand_profile, zone_sets, zones, plans, "
+        "plan_stops)"
     )
 
 

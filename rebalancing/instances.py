@@ -43,7 +43,7 @@ def _read_tsplib(name: str, text: str) -> Instance:
             current = key
             sections[current] = []
             continue
-        if ":" in line and not line[0].isdigit() and not line[0] == "-":
+        if ":" in line and not line[0].isdigit() and line[0] != "-":
             k, v = line.split(":", 1)
             head[k.strip()] = v.strip()
             current = None
@@ -53,8 +53,10 @@ def _read_tsplib(name: str, text: str) -> Instance:
     try:
         n = int(head["DIMENSION"])
         q = int(head["CAPACITY"])
-        coords = {int(r[0]): (float(r[1]), float(r[2]))
-                  for r in sections["NODE_COORD_SECTION"]}
+        coords = {
+            int(r[0]): (float(r[1]), float(r[2]))
+            for r in sections["NODE_COORD_SECTION"]
+        }
         demand = {int(r[0]): int(r[1]) for r in sections["DEMAND_SECTION"]}
     except (KeyError, ValueError, IndexError) as e:
         raise UnknownFormatError(f"{name}: not a 1-PDTSP TSPLIB file ({e})") from None
@@ -113,7 +115,9 @@ def _read_rbrp(name: str, text: str) -> Instance:
         cost = np.array([[float(v) for v in r] for r in body])
         label = blocks.get("name", [name])[0]
     except (KeyError, ValueError, IndexError) as e:
-        raise UnknownFormatError(f"{name}: not an RBRP-layout SBRP file ({e})") from None
+        raise UnknownFormatError(
+            f"{name}: not an RBRP-layout SBRP file ({e})"
+        ) from None
     inst = _sbrp(re.sub(r"_RBRP$", "", label), demand, q, cost)
     return inst
 
@@ -143,4 +147,6 @@ def _sbrp(name: str, demand: np.ndarray, q: int, cost: np.ndarray) -> Instance:
 
 def lower_bound_vehicles(inst: Instance) -> int:
     """Trucks needed at least: sum of |requests| over 2Q (used for a hint)."""
-    return max(1, math.ceil(int(np.abs(inst.demand_bikes).sum()) / (2 * inst.capacity_bikes)))
+    return max(
+        1, math.ceil(int(np.abs(inst.demand_bikes).sum()) / (2 * inst.capacity_bikes))
+    )

@@ -12,6 +12,7 @@ times the bikes left unbalanced.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 
@@ -19,17 +20,19 @@ import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.sat.python import cp_model
 
+from rebalancing.errors import NoSolutionError
 from rebalancing.instances import lower_bound_vehicles
 from rebalancing.types import Instance, Route, Solution, Stop
 from rebalancing.verify import verify
 
 __all__ = ["solve", "solve_cpsat", "solve_routing"]
 
+_LS = routing_enums_pb2.LocalSearchMetaheuristic
 _META = {
-    "guided_local_search": routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH,
-    "simulated_annealing": routing_enums_pb2.LocalSearchMetaheuristic.SIMULATED_ANNEALING,
-    "tabu_search": routing_enums_pb2.LocalSearchMetaheuristic.TABU_SEARCH,
-    "greedy_descent": routing_enums_pb2.LocalSearchMetaheuristic.GREEDY_DESCENT,
+    "guided_local_search": _LS.GUIDED_LOCAL_SEARCH,
+    "simulated_annealing": _LS.SIMULATED_ANNEALING,
+    "tabu_search": _LS.TABU_SEARCH,
+    "greedy_descent": _LS.GREEDY_DESCENT,
 }
 
 
@@ -43,8 +46,10 @@ def solve(
 ) -> Solution:
     """Best verified solution found within ``time_limit_s``."""
     t0 = time.perf_counter()
-    exact = inst.penalty_per_bike is None and inst.time_s is None and (
-        inst.n <= exact_max_nodes
+    exact = (
+        inst.penalty_per_bike is None
+        and inst.time_s is None
+        and (inst.n <= exact_max_nodes)
     )
     share = 0.3 if exact else 1.0
     best = solve_routing(inst, time_limit_s=time_limit_s * share, strategy=strategy)
@@ -55,7 +60,9 @@ def solve(
             if cp is not None and (best is None or cp.cost <= best.cost):
                 best = cp
     if best is None:
-        raise RuntimeError(f"{inst.name}: no feasible plan found in {time_limit_s} s")
+        raise NoSolutionError(
+            f"{inst.name}: no feasible plan found in {time_limit_s} s"
+        )
     verify(inst, best)
     return _with_seconds(best, time.perf_counter() - t0)
 
@@ -88,14 +95,14 @@ def solve_routing(
     )
     if inst.time_s is not None and inst.shift_s is not None:
         h = inst.handling_s_per_bike
-        secs = np.ceil(
-            inst.time_s + (np.abs(inst.demand_bikes) * h)[:, None]
-        ).astype(np.int64)
+        secs = np.ceil(inst.time_s + (np.abs(inst.demand_bikes) * h)[:, None]).astype(
+            np.int64
+        )
         tt = routing.RegisterTransitMatrix(secs.tolist())
         routing.AddDimension(tt, 0, int(inst.shift_s), True, "time")
     if inst.penalty_per_bike is not None:
         for i in range(1, n):
-            p = int(round(abs(demand[i]) * inst.penalty_per_bike))
+            p = round(abs(demand[i]) * inst.penalty_per_bike)
             routing.AddDisjunction([manager.NodeToIndex(i)], p)
     params = pywrapcp.DefaultRoutingSearchParameters()
     fs = routing_enums_pb2.FirstSolutionStrategy
@@ -110,7 +117,9 @@ def solve_routing(
         start = routing.ReadAssignmentFromRoutes(
             [[manager.NodeToIndex(i) for i in r] for r in initial], True
         )
-        found = routing.SolveFromAssignmentWithParameters(start, params) if start else None
+        found = (
+            routing.SolveFromAssignmentWithParameters(start, params) if start else None
+        )
     else:
         found = routing.SolveWithParameters(params)
     if found is None:
@@ -128,37 +137,50 @@ def solve_routing(
     return build_solution(inst, routes, time.perf_counter() - t0, f"routing/{strategy}")
 
 
-def _greedy_routes(inst: Instance, v: int) -> list[list[int]] | None:
-    """A feasible start for must-serve instances: nearest node that keeps the
-    route's load range within Q, new route when none fits."""
+def _greedy_routes(
+    inst: Instance, v: int, *, tries: int = 300, seed: int = 0
+) -> list[list[int]] | None:
+    """A feasible start for must-serve instances: the nearest node that keeps the
+    route's load range within Q (now and then the second or third nearest, on
+    retries), a new route when none fits. None if every try gets stuck."""
     q = inst.capacity_bikes
-    left = set(range(1, inst.n))
-    routes: list[list[int]] = []
-    while left and len(routes) < v:
-        route: list[int] = []
-        cur, s, lo, hi = 0, 0, 0, 0
-        while left:
-            best, bd = -1, None
-            for j in left:
-                s2 = s + int(inst.demand_bikes[j])
-                if max(hi, s2) - min(lo, s2) > q:
-                    continue
-                if not inst.start_load_free and not 0 <= s2 <= q:
-                    continue
-                c = inst.cost[cur, j]
-                if bd is None or c < bd:
-                    best, bd = j, c
-            if best < 0:
+    rng = np.random.default_rng(seed)
+    dem = inst.demand_bikes.astype(int).tolist()
+    cost = inst.cost
+    for attempt in range(tries):
+        noise = 0.0 if attempt == 0 else min(0.5, 0.05 * attempt)
+        left = set(range(1, inst.n))
+        routes: list[list[int]] = []
+        while left and len(routes) < v:
+            route: list[int] = []
+            cur, s, lo, hi = 0, 0, 0, 0
+            while left:
+                feas = []
+                for j in left:
+                    s2 = s + dem[j]
+                    if max(hi, s2) - min(lo, s2) > q:
+                        continue
+                    if not inst.start_load_free and not 0 <= s2 <= q:
+                        continue
+                    feas.append((cost[cur, j], j))
+                if not feas:
+                    break
+                feas.sort()
+                pick = 0
+                while pick + 1 < len(feas) and rng.uniform() < noise:
+                    pick += 1
+                j = feas[pick][1]
+                route.append(j)
+                left.discard(j)
+                s += dem[j]
+                lo, hi = min(lo, s), max(hi, s)
+                cur = j
+            if not route:
                 break
-            route.append(best)
-            left.discard(best)
-            s += int(inst.demand_bikes[best])
-            lo, hi = min(lo, s), max(hi, s)
-            cur = best
-        if not route:
-            return None
-        routes.append(route)
-    return routes if not left else None
+            routes.append(route)
+        if not left:
+            return routes
+    return None
 
 
 def build_solution(
@@ -193,7 +215,9 @@ def build_solution(
     penalty = sum(abs(int(inst.demand_bikes[i])) for i in skipped) * (
         inst.penalty_per_bike or 0.0
     )
-    return Solution(tuple(out), skipped, arc_total + penalty, arc_total, seconds, method)
+    return Solution(
+        tuple(out), skipped, arc_total + penalty, arc_total, seconds, method
+    )
 
 
 def solve_cpsat(
@@ -241,7 +265,7 @@ def solve_cpsat(
         used = set()
         for r in hint.routes:
             seq = [0, *(s.node for s in r.stops), 0]
-            used.update(zip(seq[:-1], seq[1:], strict=True))
+            used.update(itertools.pairwise(seq))
         for key, x in lit.items():
             m.AddHint(x, key in used)
     solver = cp_model.CpSolver()

@@ -59,7 +59,9 @@ class PlanParams:
         }
         for name, ok in checks.items():
             if not ok:
-                allowed = f" (one of {', '.join(STRATEGIES)})" if name == "strategy" else ""
+                allowed = (
+                    f" (one of {', '.join(STRATEGIES)})" if name == "strategy" else ""
+                )
                 raise ValueError(
                     f"plan parameter {name}={getattr(self, name)!r} is out of range"
                     + allowed
@@ -67,7 +69,12 @@ class PlanParams:
 
 
 #: Local search metaheuristics offered to OR-Tools routing.
-STRATEGIES = ("guided_local_search", "simulated_annealing", "tabu_search", "greedy_descent")
+STRATEGIES = (
+    "guided_local_search",
+    "simulated_annealing",
+    "tabu_search",
+    "greedy_descent",
+)
 
 
 @dataclass(frozen=True, slots=True)

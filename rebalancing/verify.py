@@ -13,18 +13,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from rebalancing.errors import PlanError
 from rebalancing.types import Instance, Solution
 
 __all__ = ["PlanError", "verify"]
-
-
-class PlanError(ValueError):
-    """A plan broke a rule; ``problems`` lists every violation found."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("plan rejected: " + "; ".join(problems[:5])
-                         + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
 
 
 def verify(inst: Instance, sol: Solution, *, tolerance: float = 1e-6) -> float:
@@ -41,7 +33,9 @@ def verify(inst: Instance, sol: Solution, *, tolerance: float = 1e-6) -> float:
         if not 0 <= load <= q:
             problems.append(f"truck {r.vehicle}: start load {load} outside [0, {q}]")
         if not inst.start_load_free and load != 0:
-            problems.append(f"truck {r.vehicle}: must leave the depot empty, has {load}")
+            problems.append(
+                f"truck {r.vehicle}: must leave the depot empty, has {load}"
+            )
         prev = 0
         t = 0.0
         cost = 0.0
@@ -64,8 +58,8 @@ def verify(inst: Instance, sol: Solution, *, tolerance: float = 1e-6) -> float:
             load += s.bikes
             if not 0 <= load <= q:
                 problems.append(
-                    f"truck {r.vehicle} at node {inst.node_ids[i]}: load {load} outside "
-                    f"[0, {q}]"
+                    f"truck {r.vehicle} at node {inst.node_ids[i]}: load {load} "
+                    f"outside [0, {q}]"
                 )
             if s.load_after != load:
                 problems.append(
@@ -74,7 +68,10 @@ def verify(inst: Instance, sol: Solution, *, tolerance: float = 1e-6) -> float:
                 )
             cost += float(inst.cost[prev, i])
             if inst.time_s is not None:
-                t += float(inst.time_s[prev, i]) + abs(s.bikes) * inst.handling_s_per_bike
+                t += (
+                    float(inst.time_s[prev, i])
+                    + abs(s.bikes) * inst.handling_s_per_bike
+                )
             prev = i
         cost += float(inst.cost[prev, 0])
         if inst.time_s is not None:
@@ -99,7 +96,9 @@ def verify(inst: Instance, sol: Solution, *, tolerance: float = 1e-6) -> float:
     skipped = set(sol.skipped)
     for i in range(1, inst.n):
         if i not in seen and i not in skipped:
-            problems.append(f"node {inst.node_ids[i]} neither served nor listed skipped")
+            problems.append(
+                f"node {inst.node_ids[i]} neither served nor listed skipped"
+            )
         if i in seen and i in skipped:
             problems.append(f"node {inst.node_ids[i]} both served and listed skipped")
     if skipped and inst.penalty_per_bike is None:

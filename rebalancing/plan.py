@@ -1,0 +1,274 @@
+"""City plans: units with surplus and deficit -> an instance -> verified truck routes.
+
+Dispatch units are H3 cells. A unit's imbalance is split into chunks of at most
+``chunk_bikes`` (default: half a truck) so that a unit can be served in part,
+by one truck or several; any chunk may be skipped at ``penalty_m_per_bike``
+metres per bike left unbalanced. Distances are great-circle metres times
+``road_factor`` (default 1.3); travel time is distance over ``speed_kmh``;
+handling costs ``handling_s_per_bike`` seconds per bike moved. Objective:
+truck metres + penalty x bikes left unbalanced. Trucks leave the depot empty
+(``trucks_start_empty``) and must be back within the shift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import h3
+import numpy as np
+import polars as pl
+
+from fleet.geo import haversine_m
+from rebalancing.errors import InfeasibleInputError
+from rebalancing.solve import solve
+from rebalancing.types import Instance, PlanParams, Solution
+from rebalancing.verify import verify
+
+__all__ = ["CityPlan", "build_instance", "plan_routes", "units_frame"]
+
+
+@dataclass(frozen=True, slots=True)
+class CityPlan:
+    """A verified plan: per-stop rows, per-truck summary, totals, and its inputs."""
+
+    stops: pl.DataFrame
+    trucks: pl.DataFrame
+    totals: dict[str, float]
+    units: pl.DataFrame
+    instance: Instance
+    solution: Solution
+    notes: tuple[str, ...]
+
+
+def units_frame(
+    stock: pl.DataFrame,
+    profile: pl.DataFrame,
+    *,
+    day_type: str,
+    start_hour: int,
+    horizon_h: int,
+    incoming: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """One row per cell: ``unit`` (hex), ``lat, lng, stock, incoming`` and the
+    expected ``arrivals``/``departures`` per hour of the horizon (lists)."""
+    hours = [(start_hour + i) % 24 for i in range(horizon_h)]
+    prof = profile.filter(pl.col("day_type") == day_type)
+    if prof.height == 0:
+        raise InfeasibleInputError(
+            f"the demand profile has no {day_type} rows: run `bikefleet demand` first"
+        )
+    grid = (
+        prof.select("cell")
+        .unique()
+        .join(
+            pl.DataFrame(
+                {
+                    "hour_of_day": pl.Series(hours, dtype=pl.Int8),
+                    "k": list(range(len(hours))),
+                }
+            ),
+            how="cross",
+        )
+    )
+    rates = (
+        grid.join(
+            prof.select(
+                "cell", pl.col("hour_of_day").cast(pl.Int8), "arrivals", "departures"
+            ),
+            on=["cell", "hour_of_day"],
+            how="left",
+        )
+        .with_columns(pl.col("arrivals", "departures").fill_null(0.0))
+        .sort("cell", "k")
+        .group_by("cell", maintain_order=True)
+        .agg(pl.col("arrivals"), pl.col("departures"))
+    )
+    st = stock.select("cell", pl.col("total").alias("stock"))
+    units = rates.join(st, on="cell", how="full", coalesce=True)
+    inc = (
+        incoming
+        if incoming is not None
+        else pl.DataFrame(schema={"cell": pl.UInt64, "incoming": pl.Int64})
+    )
+    units = units.join(inc, on="cell", how="left").with_columns(
+        pl.col("stock").fill_null(0).cast(pl.Int64),
+        pl.col("incoming").fill_null(0).cast(pl.Int64),
+        pl.col("arrivals").fill_null([0.0] * len(hours)),
+        pl.col("departures").fill_null([0.0] * len(hours)),
+    )
+    cells = units["cell"].to_list()
+    latlng = [h3.cell_to_latlng(h3.int_to_str(c)) for c in cells]
+    return units.with_columns(
+        pl.Series("unit", [h3.int_to_str(c) for c in cells]),
+        pl.Series("lat", [p[0] for p in latlng]),
+        pl.Series("lng", [p[1] for p in latlng]),
+    ).sort("unit")
+
+
+def build_instance(
+    units: pl.DataFrame,
+    params: PlanParams,
+    *,
+    depot: tuple[float, float] | None = None,
+    chunk_bikes: int | None = None,
+    name: str = "city",
+) -> Instance:
+    """Chunks of surplus (pick up) and deficit (drop off) as nodes; node 0 the depot."""
+    todo = units.filter((pl.col("surplus") > 0) | (pl.col("deficit") > 0))
+    if todo.height == 0:
+        raise InfeasibleInputError(
+            "no unit has a surplus or a deficit: nothing to plan"
+        )
+    bad = todo.filter(
+        pl.col("lat").is_null()
+        | pl.col("lng").is_null()
+        | pl.col("lat").is_nan()
+        | pl.col("lng").is_nan()
+    )
+    if bad.height:
+        raise InfeasibleInputError(
+            f"unit {bad['unit'][0]} has no coordinates; {bad.height} unit(s) in all"
+        )
+    chunk = chunk_bikes or max(1, params.capacity_bikes // 2)
+    ids, unit_of, lat, lng, dem = ["depot"], ["depot"], [], [], [0]
+    if depot is None:
+        depot = (float(todo["lat"].mean()), float(todo["lng"].mean()))  # type: ignore[arg-type]
+    lat.append(depot[0])
+    lng.append(depot[1])
+    for r in todo.iter_rows(named=True):
+        amount = r["surplus"] if r["surplus"] > 0 else -r["deficit"]
+        sign = 1 if amount > 0 else -1
+        left, part = abs(int(amount)), 0
+        while left > 0:
+            take = min(chunk, left)
+            part += 1
+            ids.append(f"{r['unit']}#{part}")
+            unit_of.append(r["unit"])
+            lat.append(r["lat"])
+            lng.append(r["lng"])
+            dem.append(sign * take)
+            left -= take
+    la, ln = np.array(lat), np.array(lng)
+    metres = haversine_m(la[:, None], ln[:, None], la[None, :], ln[None, :])
+    metres = metres * params.road_factor
+    return Instance(
+        name=name,
+        node_ids=tuple(ids),
+        demand_bikes=np.array(dem, np.int64),
+        cost=np.rint(metres).astype(np.int64),
+        capacity_bikes=params.capacity_bikes,
+        vehicles=params.trucks,
+        time_s=metres / (params.speed_kmh / 3.6),
+        shift_s=params.shift_s,
+        handling_s_per_bike=params.handling_s_per_bike,
+        penalty_per_bike=params.penalty_m_per_bike,
+        start_load_free=not params.trucks_start_empty,
+        unit_of=tuple(unit_of),
+        lat=la,
+        lng=ln,
+        objective="truck metres + penalty per bike left unbalanced",
+    )
+
+
+def plan_routes(
+    units: pl.DataFrame,
+    params: PlanParams,
+    *,
+    start: dt.datetime,
+    depot: tuple[float, float] | None = None,
+) -> CityPlan:
+    """Solve, verify and tabulate a plan for ``units`` (with targets)."""
+    notes: list[str] = []
+    inst = build_instance(units, params, depot=depot)
+    sol = solve(inst, time_limit_s=params.time_limit_s, strategy=params.strategy)
+    verify(inst, sol)
+    rows = []
+    for r in sol.routes:
+        for seq, s in enumerate(r.stops, start=1):
+            rows.append(
+                {
+                    "truck": r.vehicle + 1,
+                    "seq": seq,
+                    "unit": inst.unit_of[s.node],
+                    "lat": float(inst.lat[s.node]),  # type: ignore[index]
+                    "lng": float(inst.lng[s.node]),  # type: ignore[index]
+                    "action": "pickup" if s.bikes > 0 else "dropoff",
+                    "bikes": abs(s.bikes),
+                    "load_after": s.load_after,
+                    "eta": start + dt.timedelta(seconds=round(s.arrival_s)),
+                }
+            )
+    schema = {
+        "truck": pl.Int64,
+        "seq": pl.Int64,
+        "unit": pl.String,
+        "lat": pl.Float64,
+        "lng": pl.Float64,
+        "action": pl.String,
+        "bikes": pl.Int64,
+        "load_after": pl.Int64,
+        "eta": pl.Datetime("us", "UTC"),
+    }
+    stops = pl.DataFrame(rows, schema=schema)
+    trucks = pl.DataFrame(
+        [
+            {
+                "truck": r.vehicle + 1,
+                "stops": len(r.stops),
+                "picked_up": sum(s.bikes for s in r.stops if s.bikes > 0),
+                "dropped_off": -sum(s.bikes for s in r.stops if s.bikes < 0),
+                "km": round(r.cost / 1000, 2),
+                "hours": round(r.duration_s / 3600, 2),
+            }
+            for r in sol.routes
+        ],
+        schema={
+            "truck": pl.Int64,
+            "stops": pl.Int64,
+            "picked_up": pl.Int64,
+            "dropped_off": pl.Int64,
+            "km": pl.Float64,
+            "hours": pl.Float64,
+        },
+    )
+    left = sum(abs(int(inst.demand_bikes[i])) for i in sol.skipped)
+    total_imb = int(np.abs(inst.demand_bikes).sum())
+    surplus = int(inst.demand_bikes[inst.demand_bikes > 0].sum())
+    deficit = -int(inst.demand_bikes[inst.demand_bikes < 0].sum())
+    if left:
+        notes.append(
+            f"{left} of {total_imb} bikes of imbalance left undone: the trucks' "
+            f"capacity, the {params.shift_s / 3600:g} h shift, or a penalty of "
+            f"{params.penalty_m_per_bike:g} m per bike below the detour it needs"
+        )
+    if deficit > surplus and params.trucks_start_empty:
+        notes.append(
+            f"total deficit {deficit} exceeds total surplus {surplus}: trucks leave "
+            "the depot empty, so at most the surplus can be delivered"
+        )
+    totals = {
+        "bikes_moved": float(stops["bikes"].sum() or 0),
+        "truck_km": round(sol.arc_cost / 1000, 2),
+        "imbalance_left": float(left),
+        "imbalance_total": float(total_imb),
+        "cost": float(sol.cost),
+        "seconds": round(sol.seconds, 2),
+    }
+    return CityPlan(stops, trucks, totals, units, inst, sol, tuple(notes))
+
+
+def day_type_of(date: dt.date) -> str:
+    return "weekend" if date.isoweekday() >= 6 else "weekday"
+
+
+def riding_at_peak(profile: pl.DataFrame, day_type: str, mean_ride_h: float) -> float:
+    """Bikes out on rides at the busiest hour: departures that hour x ride length."""
+    by_hour = (
+        profile.filter(pl.col("day_type") == day_type)
+        .group_by("hour_of_day")
+        .agg(pl.col("departures").sum())
+    )
+    peak = float(by_hour["departures"].max() or 0.0)  # type: ignore[arg-type]
+    return peak * mean_ride_h if math.isfinite(peak) else 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import replace
@@ -265,7 +266,7 @@ def test_solve_instance_reaches_published_optima(file: str, optimum: int) -> Non
     total = 0
     for route in doc["routes"]:
         seq = [idx[str(n)] for n in route] + [0]
-        total += sum(int(inst.cost[a, b]) for a, b in zip(seq, seq[1:], strict=False))
+        total += sum(int(inst.cost[a, b]) for a, b in itertools.pairwise(seq))
     assert total == doc["cost"]
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from fleet.store import SCHEMA_SQL
 from geofence.store import ZONE_SCHEMA_SQL
+from rebalancing.store import PLAN_SCHEMA_SQL
 from tests.conftest import ROOT, TEST_DATA, shared_file
 
 COMMANDS = (
@@ -26,6 +27,8 @@ COMMANDS = (
     "zones export",
     "zones check",
     "zones audit",
+    "plan",
+    "solve-instance",
 )
 
 
@@ -52,7 +55,7 @@ def test_readme_documents_every_command_and_table() -> None:
     for command in COMMANDS:
         assert f"`bikefleet {command}" in readme, command
     tables = re.findall(
-        r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA_SQL + ZONE_SCHEMA_SQL
+        r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA_SQL + ZONE_SCHEMA_SQL + PLAN_SCHEMA_SQL
     )
     for table in tables:
         assert f"| `{table}` |" in readme, table
@@ -120,6 +123,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             "demand_profile",
             "zone_sets",
             "zones",
+            "plans",
+            "plan_stops",
         ):
             n = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
             assert n > 0, table
@@ -132,6 +137,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     legal, total = (int(g.replace(",", "")) for g in m.groups())
     assert audit.height == total - legal > 0
     assert (tmp_path / "audit" / "audit_zones.geojson").exists()
+    assert "(verified; " in r.stdout
+    stops = pl.read_csv(tmp_path / "plan" / "plan_stops.csv")
+    assert set(stops["action"]) <= {"pickup", "dropoff"} and stops.height > 0
+    assert (tmp_path / "plan" / "plan.png").stat().st_size > 10_000
 
 
 def test_cells_from_partitions_matches_cells_from_the_store(tmp_path: Path) -> None:

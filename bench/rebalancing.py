@@ -1,0 +1,188 @@
+"""Planner benchmark: published instances, and a city plan at scale.
+
+Run:  .venv/bin/python bench/rebalancing.py [--time-limit 10] [--long 60]
+      [--only dellamico|pdtsp|large|city]
+
+- Dell'Amico et al. (2014) SBRP: every instance in ../shared/data; reference =
+  published optimum (optima.csv) where given.
+- 1-PDTSP n = 20 and 30: reference = CP-SAT optimum or best bound-closed value
+  in opt_n20_cpsat.csv / n30_cpsat.csv.
+- 1-PDTSP n = 100 to 200 (a sample): reference = our own long run (``--long``
+  seconds), the only reference at hand here.
+- City plan: 1,000 units with random surplus/deficit over 10 km, 20 trucks.
+
+Writes bench/out/rebalancing.csv (instance, family, n, reference, ours, gap %,
+seconds, method) and prints the table and a summary per family.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import re
+import sys
+import time
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and its name
+# would hide the rebalancing package: drop the folder.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from rebalancing.instances import read_instance  # noqa: E402
+from rebalancing.plan import plan_routes  # noqa: E402
+from rebalancing.solve import solve  # noqa: E402
+from rebalancing.types import PlanParams  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "rebalancing"
+OUT = ROOT / "bench" / "out"
+LARGE = ("n100q10A", "n100q100A", "n100q1000A", "n100mosA", "n200q10A", "n200mosA")
+
+
+def refs() -> dict[str, float]:
+    out: dict[str, float] = {}
+    with (DATA / "sbrp_dellamico2014" / "optima.csv").open() as f:
+        for r in csv.DictReader(f):
+            out[r["instance"]] = float(r["published_optimum"])
+    for name in ("opt_n20_cpsat.csv", "n30_cpsat.csv"):
+        with (DATA / "1pdtsp" / name).open() as f:
+            for r in csv.DictReader(f):
+                out[r["instance"]] = float(r["value_or_ub"])
+    return out
+
+
+def run(path: Path, family: str, ref: float | None, limit: float) -> dict[str, object]:
+    inst = read_instance(path)
+    sol = solve(inst, time_limit_s=limit)
+    gap = (sol.cost / ref - 1) * 100 if ref else None
+    row = {
+        "instance": path.stem,
+        "family": family,
+        "n": inst.n,
+        "reference": ref,
+        "ours": sol.cost,
+        "gap_pct": None if gap is None else round(gap, 3),
+        "seconds": round(sol.seconds, 2),
+        "method": sol.method,
+    }
+    print(
+        f"{path.stem:<28} {family:<10} n={inst.n:<4} ref={ref or '-':<9} "
+        f"ours={sol.cost:<9g} gap={'-' if gap is None else f'{gap:.2f}%':<8} "
+        f"{sol.seconds:5.1f}s {sol.method}",
+        flush=True,
+    )
+    return row
+
+
+def city(limit: float) -> dict[str, object]:
+    rng = np.random.default_rng(3)
+    n = 1000
+    r = 10_000 * np.sqrt(rng.uniform(size=n))
+    t = rng.uniform(0, 2 * np.pi, n)
+    sign = rng.uniform(size=n) < 0.5
+    size = rng.integers(1, 16, n)
+    units = pl.DataFrame(
+        {
+            "unit": [f"u{i:04d}" for i in range(n)],
+            "lat": 31.23 + r * np.sin(t) / 111_195,
+            "lng": 121.47 + r * np.cos(t) / (111_195 * np.cos(np.radians(31.23))),
+            "surplus": np.where(sign, size, 0),
+            "deficit": np.where(sign, 0, size),
+        }
+    )
+    params = PlanParams(
+        trucks=20,
+        capacity_bikes=20,
+        shift_s=4 * 3600,
+        time_limit_s=limit,
+        trucks_start_empty=False,
+    )
+    t0 = time.perf_counter()
+    p = plan_routes(units, params, start=dt.datetime(2026, 1, 5, 7, tzinfo=dt.UTC))
+    wall = time.perf_counter() - t0
+    tot = p.totals
+    print(
+        f"city plan: {n} units -> {p.instance.n - 1} chunks, 20 trucks: "
+        f"{wall:.1f} s wall (solver limit {limit:g} s), moved "
+        f"{int(tot['bikes_moved'])} of {int(tot['imbalance_total'])} bikes, "
+        f"{tot['truck_km']} truck km, verified"
+    )
+    return {
+        "instance": "city-1000-units-20-trucks",
+        "family": "city",
+        "n": p.instance.n,
+        "reference": None,
+        "ours": tot["cost"],
+        "gap_pct": None,
+        "seconds": round(wall, 2),
+        "method": p.solution.method,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--time-limit", type=float, default=10.0)
+    ap.add_argument("--long", type=float, default=60.0)
+    ap.add_argument("--city-limit", type=float, default=50.0)
+    ap.add_argument("--only", choices=("dellamico", "pdtsp", "large", "city"))
+    a = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    ref = refs()
+    rows: list[dict[str, object]] = []
+    if a.only in (None, "dellamico"):
+
+        def number(p: Path) -> int:
+            return int(re.match(r"\d+", p.stem).group())  # type: ignore[union-attr]
+
+        files = sorted(
+            (DATA / "sbrp_dellamico2014" / "original_format").glob("*.txt"), key=number
+        )
+        have = {number(p) for p in files}
+        extra = [
+            p
+            for p in sorted(
+                (DATA / "sbrp_dellamico2014" / "rbrp_format").glob("*.txt"), key=number
+            )
+            if number(p) not in have
+        ]
+        for p in files + extra:
+            rows.append(run(p, "dellamico", ref.get(p.stem), a.time_limit))
+    if a.only in (None, "pdtsp"):
+        for p in sorted((DATA / "1pdtsp").glob("n[23]0*.tsp")):
+            rows.append(run(p, "1pdtsp-30", ref.get(p.stem), a.time_limit))
+    if a.only in (None, "large"):
+        for name in LARGE:
+            p = DATA / "1pdtsp" / f"{name}.tsp"
+            long = solve(read_instance(p), time_limit_s=a.long).cost
+            rows.append(run(p, "1pdtsp-big", long, a.time_limit))
+    if a.only in (None, "city"):
+        rows.append(city(a.city_limit))
+    with (OUT / "rebalancing.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    df = pl.DataFrame(rows, infer_schema_length=None).with_columns(
+        pl.col("gap_pct").cast(pl.Float64), pl.col("seconds").cast(pl.Float64)
+    )
+    summary = (
+        df.filter(pl.col("gap_pct").is_not_null())
+        .group_by("family")
+        .agg(
+            pl.len().alias("instances"),
+            pl.col("gap_pct").mean().round(3).alias("mean_gap_pct"),
+            pl.col("gap_pct").max().round(3).alias("max_gap_pct"),
+            pl.col("seconds").mean().round(1).alias("mean_s"),
+        )
+        .sort("family")
+    )
+    print(summary)
+    print(f"wrote {OUT / 'rebalancing.csv'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -124,7 +124,6 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             "zone_sets",
             "zones",
             "plans",
-            "plan_stops",
         ):
             n = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
             assert n > 0, table
@@ -138,8 +137,14 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert audit.height == total - legal > 0
     assert (tmp_path / "audit" / "audit_zones.geojson").exists()
     assert "(verified; " in r.stdout
-    stops = pl.read_csv(tmp_path / "plan" / "plan_stops.csv")
-    assert set(stops["action"]) <= {"pickup", "dropoff"} and stops.height > 0
+    # A small city may have no surplus to move (trucks leave the depot empty):
+    # the plan then says so; either way the files agree with the printout.
+    stops = pl.read_csv(
+        tmp_path / "plan" / "plan_stops.csv", schema_overrides={"bikes": pl.Int64}
+    )
+    assert set(stops["action"]) <= {"pickup", "dropoff"}
+    moved = re.search(r"bikes moved ([\d,]+)", r.stdout)
+    assert moved and int(moved.group(1).replace(",", "")) == stops["bikes"].sum()
     assert (tmp_path / "plan" / "plan.png").stat().st_size > 10_000
 
 

@@ -55,7 +55,8 @@ def test_readme_documents_every_command_and_table() -> None:
     for command in COMMANDS:
         assert f"`bikefleet {command}" in readme, command
     tables = re.findall(
-        r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA_SQL + ZONE_SCHEMA_SQL + PLAN_SCHEMA_SQL
+        r"CREATE TABLE IF NOT EXISTS (\w+)",
+        SCHEMA_SQL + ZONE_SCHEMA_SQL + PLAN_SCHEMA_SQL,
     )
     for table in tables:
         assert f"| `{table}` |" in readme, table

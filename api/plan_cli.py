@@ -41,6 +41,7 @@ def make_plan(
     params: PlanParams,
     res: int,
     out_dir: Path,
+    depot: tuple[float, float] | None = None,
 ) -> tuple[str, dt.date, int, CityPlan, int]:
     """Everything ``bikefleet plan`` does but printing; returns
     (city, date, plan id, plan, fleet-size estimate)."""
@@ -117,7 +118,7 @@ def make_plan(
         / 3600
     )  # type: ignore[operator]
     needed = fleet_size(units, riding_at_peak=riding_at_peak(profile, dtype, mean_h))
-    plan = plan_routes(units, params, start=start.astimezone(dt.UTC))
+    plan = plan_routes(units, params, start=start.astimezone(dt.UTC), depot=depot)
     pid = save_plan(con, plan, params, city=name, date=day)
     con.close()
     write_plan_files(
@@ -161,6 +162,10 @@ def plan(
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder for the plan files.")
     ] = Path("data/plan"),
+    depot: Annotated[
+        str | None,
+        typer.Option(help="Depot as LAT,LNG (default: the centre of the work)."),
+    ] = None,
 ) -> None:
     """Plan the morning's rebalancing: targets from demand, OR-Tools truck routes.
 
@@ -189,8 +194,9 @@ def plan(
             day = dt.date.fromisoformat(date)
         except ValueError:
             raise ValueError(f"--date {date!r} is not a date YYYY-MM-DD") from None
+    where = _latlng(depot) if depot else None
     name, day, pid, p, needed = make_plan(
-        db, city=city, date=day, params=params, res=res, out_dir=out_dir
+        db, city=city, date=day, params=params, res=res, out_dir=out_dir, depot=where
     )
     print_plan(name, day, pid, p, needed, out_dir)
 
@@ -277,6 +283,16 @@ def solve_instance(
             f"{inst.name}: cost {sol.cost:g} ({sol.method}, {sol.seconds:.1f} s, "
             f"{len(sol.routes)} route(s))"
         )
+
+
+def _latlng(text: str) -> tuple[float, float]:
+    try:
+        lat, lng = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--depot {text!r}: expected LAT,LNG") from None
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise ValueError(f"--depot {text!r}: coordinates out of range")
+    return lat, lng
 
 
 def _id(text: str) -> int | str:

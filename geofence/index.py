@@ -667,32 +667,9 @@ class ZoneIndex:
         if len(self._legal_big[k]):
             pt = shapely.Point(x, y)
             cands += [(*c, -1) for c in self._big_candidates(x, y, k, max_m, pt)]
-        boff, bzone = self._legal_buckets[k]
-        e = self._edges
         excluded: list[int] = []
         for _ in range(8):
-            z, px, py, d = (
-                _k.nearest_in_buckets(
-                    x,
-                    y,
-                    self._bucket_m,
-                    self.x0,
-                    self.y0,
-                    self._nbx,
-                    self._nby,
-                    boff,
-                    bzone,
-                    e.x1,
-                    e.y1,
-                    e.x2,
-                    e.y2,
-                    e.off,
-                    self._bbox,
-                    max_m,
-                )
-                if not excluded
-                else self._nearest_excluding(x, y, k, max_m, excluded)
-            )
+            z, px, py, d = self._nearest_small(x, y, k, max_m, excluded)
             if z >= 0:
                 cands.append((*_nudge(px, py, d, x, y), int(z)))
             best: NearestSpot | None = None
@@ -710,13 +687,15 @@ class ZoneIndex:
             cands = [c for c in cands if c[3] < 0]
         return None
 
-    def _nearest_excluding(
+    def _nearest_small(
         self, x: float, y: float, k: int, max_m: float, excluded: list[int]
     ) -> tuple[int, float, float, float]:
-        """The bucket search without some zones (their spots failed to verify)."""
-        boff, bzone = self._legal_buckets[k]
-        keep = ~np.isin(bzone, excluded)
-        off = np.r_[0, np.cumsum(keep)][boff]
+        """The compiled bucket search over small legal zones, less ``excluded``
+        (zones whose spot failed to verify)."""
+        off, bzone = self._legal_buckets[k]
+        if excluded:
+            keep = ~np.isin(bzone, excluded)
+            off, bzone = np.r_[0, np.cumsum(keep)][off], bzone[keep]
         e = self._edges
         z, px, py, d = _k.nearest_in_buckets(
             x,
@@ -727,7 +706,7 @@ class ZoneIndex:
             self._nbx,
             self._nby,
             off,
-            bzone[keep],
+            bzone,
             e.x1,
             e.y1,
             e.x2,

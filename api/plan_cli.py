@@ -42,6 +42,7 @@ def make_plan(
     res: int,
     out_dir: Path,
     depot: tuple[float, float] | None = None,
+    matrix: pl.DataFrame | None = None,
 ) -> tuple[str, dt.date, int, CityPlan, int]:
     """Everything ``bikefleet plan`` does but printing; returns
     (city, date, plan id, plan, fleet-size estimate)."""
@@ -118,7 +119,9 @@ def make_plan(
         / 3600
     )  # type: ignore[operator]
     needed = fleet_size(units, riding_at_peak=riding_at_peak(profile, dtype, mean_h))
-    plan = plan_routes(units, params, start=start.astimezone(dt.UTC), depot=depot)
+    plan = plan_routes(
+        units, params, start=start.astimezone(dt.UTC), depot=depot, matrix=matrix
+    )
     pid = save_plan(con, plan, params, city=name, date=day)
     con.close()
     write_plan_files(
@@ -166,6 +169,13 @@ def plan(
         str | None,
         typer.Option(help="Depot as LAT,LNG (default: the centre of the work)."),
     ] = None,
+    matrix: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of road distances: from_unit,to_unit,metres (H3 "
+            "hex ids; 'depot'); other pairs: great circle x 1.3."
+        ),
+    ] = None,
 ) -> None:
     """Plan the morning's rebalancing: targets from demand, OR-Tools truck routes.
 
@@ -196,7 +206,14 @@ def plan(
             raise ValueError(f"--date {date!r} is not a date YYYY-MM-DD") from None
     where = _latlng(depot) if depot else None
     name, day, pid, p, needed = make_plan(
-        db, city=city, date=day, params=params, res=res, out_dir=out_dir, depot=where
+        db,
+        city=city,
+        date=day,
+        params=params,
+        res=res,
+        out_dir=out_dir,
+        depot=where,
+        matrix=pl.read_csv(matrix, infer_schema=False) if matrix else None,
     )
     print_plan(name, day, pid, p, needed, out_dir)
 

@@ -114,8 +114,13 @@ def build_instance(
     depot: tuple[float, float] | None = None,
     chunk_bikes: int | None = None,
     name: str = "city",
+    matrix: pl.DataFrame | None = None,
 ) -> Instance:
-    """Chunks of surplus (pick up) and deficit (drop off) as nodes; node 0 the depot."""
+    """Chunks of surplus (pick up) and deficit (drop off) as nodes; node 0 the depot.
+
+    ``matrix``: road distances ``from_unit, to_unit, metres`` (``depot`` names
+    the depot) that replace great-circle x road factor for the pairs it has.
+    """
     todo = units.filter((pl.col("surplus") > 0) | (pl.col("deficit") > 0))
     if todo.height == 0:
         raise InfeasibleInputError(
@@ -153,6 +158,8 @@ def build_instance(
     la, ln = np.array(lat), np.array(lng)
     metres = haversine_m(la[:, None], ln[:, None], la[None, :], ln[None, :])
     metres = metres * params.road_factor
+    if matrix is not None:
+        metres = _apply_matrix(metres, unit_of, matrix)
     return Instance(
         name=name,
         node_ids=tuple(ids),
@@ -172,16 +179,46 @@ def build_instance(
     )
 
 
+def _apply_matrix(
+    metres: np.ndarray, unit_of: list[str], matrix: pl.DataFrame
+) -> np.ndarray:
+    need = {"from_unit", "to_unit", "metres"}
+    if not need <= set(matrix.columns):
+        raise InfeasibleInputError(
+            f"distance matrix needs columns {', '.join(sorted(need))}, has "
+            f"{', '.join(matrix.columns)}"
+        )
+    ok = (pl.col("metres").cast(pl.Float64, strict=False) >= 0).fill_null(False)
+    bad = matrix.filter(~ok)
+    if bad.height:
+        r = bad.row(0, named=True)
+        raise InfeasibleInputError(
+            f"distance matrix: {r['from_unit']} -> {r['to_unit']} has metres "
+            f"{r['metres']!r}, not a number >= 0"
+        )
+    pos: dict[str, list[int]] = {}
+    for i, u in enumerate(unit_of):
+        pos.setdefault(u, []).append(i)
+    out = metres.copy()
+    for a, b, m in matrix.select("from_unit", "to_unit", "metres").iter_rows():
+        for i in pos.get(str(a), ()):
+            for j in pos.get(str(b), ()):
+                if i != j:
+                    out[i, j] = float(m)
+    return out
+
+
 def plan_routes(
     units: pl.DataFrame,
     params: PlanParams,
     *,
     start: dt.datetime,
     depot: tuple[float, float] | None = None,
+    matrix: pl.DataFrame | None = None,
 ) -> CityPlan:
     """Solve, verify and tabulate a plan for ``units`` (with targets)."""
     notes: list[str] = []
-    inst = build_instance(units, params, depot=depot)
+    inst = build_instance(units, params, depot=depot, matrix=matrix)
     sol = solve(inst, time_limit_s=params.time_limit_s, strategy=params.strategy)
     verify(inst, sol)
     rows = []

@@ -275,3 +275,35 @@ def test_solve_instance_bad_file(tmp_path) -> None:
     f.write_text("3\n0 1 oops\n")
     r = cli("solve-instance", str(f))
     assert r.returncode == 2 and r.stderr.startswith("error: ")
+
+
+def test_a_supplied_distance_matrix_replaces_great_circles() -> None:
+    units = pl.DataFrame(
+        {
+            "unit": ["a", "b"],
+            "lat": [31.20, 31.21],
+            "lng": [121.40, 121.41],
+            "surplus": [5, 0],
+            "deficit": [0, 5],
+        }
+    )
+    params = PlanParams(trucks=1, capacity_bikes=10, time_limit_s=1)
+    matrix = pl.DataFrame(
+        {
+            "from_unit": ["depot", "a", "b"],
+            "to_unit": ["a", "b", "depot"],
+            "metres": ["100", "250", "400"],
+        }
+    )
+    inst = build_instance(
+        units, params, depot=(31.2, 121.4), matrix=matrix, chunk_bikes=5
+    )
+    assert inst.cost[0, 1] == 100 and inst.cost[1, 2] == 250 and inst.cost[2, 0] == 400
+    assert inst.cost[1, 0] != 100  # pairs the matrix lacks keep great circle x 1.3
+    assert solve(inst, time_limit_s=1).arc_cost == 750
+    with pytest.raises(InfeasibleInputError, match="a -> b has metres 'far'"):
+        build_instance(
+            units,
+            params,
+            matrix=matrix.with_columns(pl.Series("metres", ["1", "far", "2"])),
+        )

@@ -11,7 +11,8 @@ the cell: when that zone covers the whole cell, every point of the cell is
 decided by it without any geometry test; when no zone meets the cell, the
 default (global rules / outside service area / unrestricted) decides. Only
 points in cells crossed by a zone edge walk the cell's candidate zones with an
-exact point-in-polygon test (pure Python for small polygons, shapely for large),
+exact point-in-polygon test (compiled with numba for polygons of up to 40
+vertices, shapely for larger ones),
 which agrees with ``shapely.contains`` in the same projection: a point exactly
 on an edge is not inside.
 
@@ -19,10 +20,12 @@ The GPS accuracy circle: when a zone edge lies within ``accuracy_m`` of the
 point and counting the point on the other side of that edge changes the
 answer, the decision is ``uncertain``.
 
-The nearest legal spot: candidate points on nearby zones that allow parking
-(found ring by ring in a coarse bucket grid) and just outside the forbidding
-zones holding the point, each nudged 0.5 m inside the legal side and kept only
-if the index itself says ``allowed`` there; the closest such point is returned.
+The nearest legal spot: the nearest point of the nearest small legal zone
+(found ring by ring in a 40 m bucket grid, compiled), of the few nearest large
+legal zones, and just outside the forbidding zone that decided the point, each
+nudged 0.5 m onto the legal side and kept only if the index itself says
+``allowed`` there; the closest such point is returned. The batch path runs the
+grid lookup and edge tests in one compiled loop that releases the GIL.
 
 Time windows (``start``/``end``) are evaluated when the index is built
 (``at``, default now): rebuild the index when a window opens or closes.
@@ -49,7 +52,7 @@ __all__ = ["LocalProjection", "ZoneIndex"]
 
 EARTH_RADIUS_M = 6_371_008.8
 _NUDGE_M = 0.5
-_SMALL = 40  # polygons with at most this many vertices are tested in pure Python
+_SMALL = 40  # polygons with at most this many vertices go through the kernels
 _DEFAULT = -1
 _MAX_CELLS = 4_000_000
 

@@ -90,7 +90,7 @@ def main() -> None:
         f"{ix.cell_m:.0f} m"
     )
     # A long-lived service freezes what it loaded: the collector then skips
-    # the zone objects (see README, "Running the service").
+    # the zone objects on every full collection.
     gc.collect()
     gc.freeze()
 

@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from api import plan_cli
-from api.clikit import CityOpt, DbOpt, ResOpt, friendly, out, progress
+from api.clikit import CityOpt, DbOpt, ResOpt, friendly, out, parse_date, progress
 from api.zones_cli import audit as zones_audit
 from api.zones_cli import load_zones_file, zones_app
 from fleet.cells import DEFAULT_RES, cell_flows, cell_to_str, cell_turnover, index_trips
@@ -83,7 +83,7 @@ def synth(
         bikes=bikes,
         seed=seed,
         dirty=dirty,
-        start=_date(start, "--start"),
+        start=parse_date(start, "--start"),
     )
     _write_synth(params, out_dir)
 
@@ -482,13 +482,6 @@ def _write_demo_zones(params: SynthParams, out_dir: Path) -> Path:
         f"{len(doc['data']['geofencing_zones']['features']):,} zones)"
     )
     return path
-
-
-def _date(text: str, flag: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise InvalidConfigError(f"{flag} {text!r} is not a date YYYY-MM-DD") from None
 
 
 def _instant(text: str) -> dt.datetime:

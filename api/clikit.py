@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from fleet.errors import BikeFleetError
+from fleet.errors import BikeFleetError, InvalidConfigError
 from geofence.errors import GeofenceError
 
 out = Console(highlight=False)
@@ -66,3 +67,11 @@ def progress() -> Progress:
         console=err,
         transient=False,
     )
+
+
+def parse_date(text: str, flag: str) -> dt.date:
+    """A YYYY-MM-DD option value, or a one-line error naming the flag."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidConfigError(f"{flag} {text!r} is not a date YYYY-MM-DD") from None

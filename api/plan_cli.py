@@ -12,7 +12,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from api.clikit import CityOpt, DbOpt, ResOpt, err, friendly, out
+from api.clikit import CityOpt, DbOpt, ResOpt, err, friendly, out, parse_date
 from fleet.cells import DEFAULT_RES, index_points
 from fleet.cities import get_city
 from fleet.errors import EmptyStoreError
@@ -59,7 +59,6 @@ def make_plan(
             "ended_at",
             "end_lat",
             "end_lng",
-            "end_cell",
         ),
     )
     last = trips["ended_at"].max()
@@ -198,12 +197,7 @@ def plan(
         time_limit_s=time_limit,
         strategy=strategy,
     )
-    day = None
-    if date is not None:
-        try:
-            day = dt.date.fromisoformat(date)
-        except ValueError:
-            raise ValueError(f"--date {date!r} is not a date YYYY-MM-DD") from None
+    day = parse_date(date, "--date") if date is not None else None
     where = _latlng(depot) if depot else None
     name, day, pid, p, needed = make_plan(
         db,

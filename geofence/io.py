@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,6 @@ import orjson
 import polars as pl
 
 from geofence.errors import InvalidZoneError
-from geofence.store import document_sha256
 from geofence.types import ZoneSet
 from geofence.zones import parse_zones, to_gbfs_v3
 
@@ -24,7 +24,7 @@ def parse_zone_bytes(raw: bytes, *, source: str = "document") -> tuple[ZoneSet, 
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise InvalidZoneError(f"{source}: not valid JSON ({e})") from None
-    return parse_zones(doc), document_sha256(raw)
+    return parse_zones(doc), hashlib.sha256(raw).hexdigest()
 
 
 def read_zone_file(path: Path) -> tuple[ZoneSet, str]:

@@ -20,7 +20,6 @@ Only the connection is needed: this module knows nothing of fleet/.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,6 +58,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(ZONE_SCHEMA_SQL)
 
 
+# fleet.store.transaction does the same; geofence stands alone, so its own.
 @contextmanager
 def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("BEGIN TRANSACTION")
@@ -102,10 +102,6 @@ def _rules_from(text: str) -> tuple[Rule, ...]:
         )
         for d in json.loads(text)
     )
-
-
-def document_sha256(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
 
 
 def save_zone_set(

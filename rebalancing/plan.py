@@ -173,6 +173,13 @@ def build_instance(
         penalty_per_bike=params.penalty_m_per_bike,
         start_load_free=not params.trucks_start_empty,
         unit_of=tuple(unit_of),
+        unit_stock=dict(
+            zip(
+                todo["unit"],
+                todo["stock" if "stock" in todo.columns else "surplus"],
+                strict=True,
+            )
+        ),
         lat=la,
         lng=ln,
         objective="truck metres + penalty per bike left unbalanced",

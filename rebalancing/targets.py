@@ -14,7 +14,8 @@ directions), the target is the single s with the lowest sum of the two.
 
 Dockless units have no docks: ``capacity_bikes`` is the parking capacity of the
 unit (from parking zones, or a configured default per cell), beyond which bikes
-clutter the pavement. Surplus = stock above the interval, deficit = below it.
+clutter the pavement. Surplus = stock (with bikes riding in) above the
+interval, at most the bikes standing there; deficit = below it.
 """
 
 from __future__ import annotations
@@ -126,7 +127,11 @@ def target_intervals(
     return units.with_columns(
         pl.Series("target_low", low.astype(np.int64)),
         pl.Series("target_high", high.astype(np.int64)),
-        pl.Series("surplus", np.maximum(have - high, 0).astype(np.int64)),
+        # Bikes still riding in cannot be picked up yet: surplus <= stock.
+        pl.Series(
+            "surplus",
+            np.clip(have - high, 0, units["stock"].to_numpy()).astype(np.int64),
+        ),
         pl.Series("deficit", np.maximum(low - have, 0).astype(np.int64)),
         pl.Series("p_stockout", p_out[rows, at]),
         pl.Series("p_overflow", p_over[rows, at]),

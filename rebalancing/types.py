@@ -93,6 +93,7 @@ class Instance:
     penalty_per_bike: float | None = None  # None: every node must be served
     start_load_free: bool = True  # trucks may leave the depot with any load
     unit_of: tuple[str, ...] = ()  # per node: the unit it serves (chunks share one)
+    unit_stock: dict[str, int] | None = None  # bikes standing per unit (pickup cap)
     lat: np.ndarray | None = None
     lng: np.ndarray | None = None
     objective: str = "arc cost"

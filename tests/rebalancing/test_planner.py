@@ -90,16 +90,9 @@ def test_verifier_rejects_each_kind_of_broken_plan(good) -> None:
             "load -3 outside",
         ),
         "unit over-drawn": (
-            replace(
-                inst, unit_of=("d", "u", "u", "v"), demand_bikes=np.array([0, 5, 3, -2])
-            ),
-            build_solution(
-                replace(inst, demand_bikes=np.array([0, 5, 3, -8]), capacity_bikes=10),
-                [[1, 2, 3]],
-                0,
-                "x",
-            ),
-            "request is",
+            replace(inst, unit_of=("depot", "u", "v", "w"), unit_stock={"u": 4}),
+            sol,
+            "gives 5 bikes, has only 4",
         ),
         "shift exceeded": (replace(inst, shift_s=600.0), sol, "shift is"),
         "wrong cost": (inst, replace(sol, cost=5000.0), "claims cost 5000"),
@@ -119,25 +112,24 @@ def test_verifier_rejects_each_kind_of_broken_plan(good) -> None:
 
 
 def test_verifier_catches_a_unit_giving_more_than_it_has() -> None:
-    # Two chunks of unit "u" (+3 each) but the unit's surplus is only 3 in all:
-    # the instance says so through a chunk of -3 of the same unit.
-    x = np.array([0.0, 10.0, 20.0, 30.0])
+    # Two chunks of unit "u" (+3 each), served by two trucks: each stop is fine
+    # on its own; only the unit's stock says whether 6 bikes can leave it.
+    x = np.array([0.0, 10.0, 20.0, 30.0, 40.0])
     inst = Instance(
         name="u",
-        node_ids=("0", "u#1", "u#2", "w"),
-        demand_bikes=np.array([0, 3, 3, -6]),
+        node_ids=("0", "u#1", "u#2", "w#1", "w#2"),
+        demand_bikes=np.array([0, 3, 3, -3, -3]),
         cost=np.abs(x[:, None] - x[None, :]).astype(np.int64),
         capacity_bikes=10,
-        vehicles=1,
-        unit_of=("depot", "u", "u", "w"),
-        penalty_per_bike=1.0,
+        vehicles=2,
+        unit_of=("depot", "u", "u", "w", "w"),
+        unit_stock={"u": 6, "w": 0},
         start_load_free=False,
     )
-    sol = build_solution(inst, [[1, 2, 3]], 0, "hand")
-    assert verify(inst, sol) == 60
-    bad = replace(inst, demand_bikes=np.array([0, 3, -3, -6]))
-    with pytest.raises(PlanError):
-        verify(bad, sol)
+    sol = build_solution(inst, [[1, 3], [2, 4]], 0, "hand")
+    assert verify(inst, sol) == 140
+    with pytest.raises(PlanError, match="unit u: gives 6 bikes, has only 5"):
+        verify(replace(inst, unit_stock={"u": 5}), sol)
 
 
 @st.composite
@@ -244,6 +236,10 @@ def test_target_intervals() -> None:
     assert rows["busy_in"]["surplus"] > 0 and rows["busy_in"]["deficit"] == 0
     assert rows["quiet"]["surplus"] == rows["quiet"]["deficit"] == 0
     assert (t["target_low"] <= t["target_high"]).all()
+    # Bikes still riding in count towards the stock, but cannot be picked up.
+    riding = units.with_columns(pl.Series("incoming", [0, 20, 0]))
+    t = target_intervals(riding.with_columns(pl.Series("stock", [2, 3, 3])))
+    assert t.filter(pl.col("unit") == "busy_in")["surplus"].item() <= 3
 
 
 @pytest.mark.parametrize(

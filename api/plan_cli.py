@@ -59,6 +59,7 @@ def make_plan(
             "ended_at",
             "end_lat",
             "end_lng",
+            "end_cell",  # snapshot_fleet carries it through
         ),
     )
     last = trips["ended_at"].max()

@@ -17,10 +17,11 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from api import plan_cli
+from api import carbon_cli, plan_cli
 from api.clikit import CityOpt, DbOpt, ResOpt, friendly, out, parse_date, progress
 from api.zones_cli import audit as zones_audit
 from api.zones_cli import load_zones_file, zones_app
+from emissions.render import FORMATS, write_report
 from fleet.cells import DEFAULT_RES, cell_flows, cell_to_str, cell_turnover, index_trips
 from fleet.cities import get_city
 from fleet.demand import demand_profile, evaluate_demand, hourly_counts, local_days
@@ -50,6 +51,10 @@ app = typer.Typer(
 app.add_typer(zones_app, name="zones")
 app.command("plan")(plan_cli.plan)
 app.command("solve-instance")(plan_cli.solve_instance)
+app.command("credit")(carbon_cli.credit)
+app.command("points")(carbon_cli.points)
+app.add_typer(carbon_cli.ledger_app, name="ledger")
+app.command("report")(carbon_cli.report)
 
 
 @app.command()
@@ -413,7 +418,7 @@ def demo(
     trips: Annotated[int, typer.Option(help="Synthetic trips.", min=1)] = 300_000,
     days: Annotated[int, typer.Option(help="Synthetic days.", min=2)] = 14,
 ) -> None:
-    """Run the pipeline end to end on a synthetic city (synth to parking audit).
+    """Run everything end to end on a synthetic city (synth to emissions report).
 
     Example: bikefleet demo --data-dir data --trips 300000
     """
@@ -451,10 +456,20 @@ def demo(
         out_dir=data_dir / "plan",
     )
     plan_cli.print_plan(name, day, pid, plan, needed, data_dir / "plan")
+    out.rule("8. carbon credits and the yearly reduction report")
+    carbon_cli.credit(db=db, city=None, settings=None)
+    year = day.year
+    rep = carbon_cli.make_report(
+        db, dt.date(year, 1, 1), dt.date(year, 12, 31), None, None
+    )
+    carbon_cli.print_headline(rep)
+    for fmt in FORMATS:
+        path = write_report(rep, fmt, data_dir / "reports" / f"emissions_{year}.{fmt}")
+        out.print(f"wrote {path}")
     out.print(
         f"store: {db}  (tables trips, quarantine, cell_flows, cell_turnover, "
         "fleet_snapshot, cell_stock, demand_profile, zone_sets, zones, plans, "
-        "plan_stops)"
+        "plan_stops, ledger, credit_exclusions)"
     )
 
 

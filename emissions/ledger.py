@@ -1,0 +1,570 @@
+"""The carbon ledger: append-only, hash-chained, idempotent per trip.
+
+Tables (contracts, see the README):
+
+- ``ledger``: ``entry_id, rider_id, trip_id, kind`` (``credit`` | ``reversal`` |
+  ``redemption``), ``co2_mg, co_mg, hc_mg, nox_mg, pm_mg, points, distance_m,
+  city, vehicle_type, metro, ride_started_at, factor_version, rule_version, note,
+  created_at, prev_hash, hash``. Milligrams and points are exact integers; a
+  reversal carries the negated amounts and the ride's attributes of the credit
+  it undoes; a redemption carries negative points and no CO2.
+- ``credit_exclusions``: ``trip_id, rider_id, city, vehicle_type,
+  ride_started_at, distance_m, reason, rule_version, created_at``: rides that
+  earned nothing, and why.
+
+Each entry's ``hash`` is SHA-256 over the previous entry's hash and the entry's
+own fields, so an edited, inserted or deleted row breaks the chain from there
+on (``verify_ledger``). Entry ids are contiguous from 1. Truncating the newest
+entries leaves a valid shorter chain: publish the head hash (``bikefleet ledger
+verify`` prints it) where the ledger cannot reach to catch that too.
+
+Writers in one process take a lock per store file; across connections, the
+primary key on ``entry_id`` and the unique (trip_id, kind) index make a lost
+race fail and retry instead of forking the chain or crediting twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from emissions.credit import assess
+from emissions.errors import InsufficientPointsError, UnknownTripError
+from emissions.types import POLLUTANTS, Settings
+from fleet.cities import CITIES
+from fleet.store import query_frame, transaction
+
+__all__ = [
+    "LEDGER_SCHEMA_SQL",
+    "CreditSummary",
+    "LedgerCheck",
+    "credit_store",
+    "credit_trips",
+    "redeem",
+    "reverse",
+    "rider_carbon",
+    "trip_decision",
+    "verify_ledger",
+]
+
+LEDGER_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS ledger (
+    entry_id BIGINT PRIMARY KEY, rider_id VARCHAR NOT NULL, trip_id VARCHAR,
+    kind VARCHAR NOT NULL CHECK (kind IN ('credit', 'reversal', 'redemption')),
+    co2_mg BIGINT NOT NULL, co_mg BIGINT NOT NULL, hc_mg BIGINT NOT NULL,
+    nox_mg BIGINT NOT NULL, pm_mg BIGINT NOT NULL, points BIGINT NOT NULL,
+    distance_m BIGINT NOT NULL, city VARCHAR, vehicle_type VARCHAR, metro BOOLEAN,
+    ride_started_at TIMESTAMPTZ, factor_version VARCHAR, rule_version VARCHAR,
+    note VARCHAR, created_at TIMESTAMPTZ NOT NULL, prev_hash VARCHAR NOT NULL,
+    hash VARCHAR NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_once_per_trip ON ledger (trip_id, kind);
+CREATE TABLE IF NOT EXISTS credit_exclusions (
+    trip_id VARCHAR PRIMARY KEY, rider_id VARCHAR, city VARCHAR NOT NULL,
+    vehicle_type VARCHAR NOT NULL, ride_started_at TIMESTAMPTZ NOT NULL,
+    distance_m BIGINT NOT NULL, reason VARCHAR NOT NULL,
+    rule_version VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+GENESIS = "0" * 64
+
+_AMOUNTS = ("co2_mg", *(f"{p}_mg" for p in POLLUTANTS), "points")
+LEDGER_COLUMNS = (
+    "entry_id",
+    "rider_id",
+    "trip_id",
+    "kind",
+    *_AMOUNTS,
+    "distance_m",
+    "city",
+    "vehicle_type",
+    "metro",
+    "ride_started_at",
+    "factor_version",
+    "rule_version",
+    "note",
+    "created_at",
+    "prev_hash",
+    "hash",
+)
+_LEDGER_SCHEMA: dict[str, Any] = {
+    "entry_id": pl.Int64,
+    "rider_id": pl.String,
+    "trip_id": pl.String,
+    "kind": pl.String,
+    **{a: pl.Int64 for a in _AMOUNTS},
+    "distance_m": pl.Int64,
+    "city": pl.String,
+    "vehicle_type": pl.String,
+    "metro": pl.Boolean,
+    "ride_started_at": pl.Datetime("us", "UTC"),
+    "factor_version": pl.String,
+    "rule_version": pl.String,
+    "note": pl.String,
+    "created_at": pl.Datetime("us", "UTC"),
+}
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(con: duckdb.DuckDBPyConnection) -> threading.Lock:
+    """One writer lock per store file (per connection for in-memory stores)."""
+    rows = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchall()
+    key = rows[0][0] if rows and rows[0][0] else f"mem:{id(con)}"
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(LEDGER_SCHEMA_SQL)
+
+
+def _payload(frame: pl.DataFrame) -> pl.Series:
+    """Each entry's fields as one canonical string (what the hash covers)."""
+    parts = []
+    for name in LEDGER_COLUMNS[:-2]:
+        col = pl.col(name)
+        if name in ("ride_started_at", "created_at"):
+            col = col.dt.epoch("us")
+        parts.append(col.cast(pl.String).fill_null(""))
+    return frame.select(pl.concat_str(parts, separator="|").alias("p"))["p"]
+
+
+def _chain(prev: str, payloads: list[str]) -> list[str]:
+    out: list[str] = []
+    sha = hashlib.sha256
+    for p in payloads:
+        prev = sha(f"{prev}\n{p}".encode()).hexdigest()
+        out.append(prev)
+    return out
+
+
+def _head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
+    rows = con.execute(
+        "SELECT entry_id, hash FROM ledger ORDER BY entry_id DESC LIMIT 1"
+    ).fetchall()
+    return (int(rows[0][0]), str(rows[0][1])) if rows else (0, GENESIS)
+
+
+def _append(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame) -> pl.DataFrame:
+    """Number, chain and insert entries (inside the caller's transaction)."""
+    if entries.height == 0:
+        return entries
+    last_id, last_hash = _head(con)
+    now = dt.datetime.now(dt.UTC)
+    framed = entries.with_columns(
+        (pl.int_range(entries.height, dtype=pl.Int64) + last_id + 1).alias("entry_id"),
+        pl.lit(now).dt.cast_time_unit("us").alias("created_at"),
+    )
+    framed = framed.select([pl.col(c).cast(t) for c, t in _LEDGER_SCHEMA.items()])
+    hashes = _chain(last_hash, _payload(framed).to_list())
+    framed = framed.with_columns(
+        pl.Series("prev_hash", [last_hash, *hashes[:-1]], pl.String),
+        pl.Series("hash", hashes, pl.String),
+    )
+    con.register("_ledger_rows", framed.to_arrow())
+    try:
+        con.execute(
+            f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
+            f"SELECT {', '.join(LEDGER_COLUMNS)} FROM _ledger_rows"
+        )
+    finally:
+        con.unregister("_ledger_rows")
+    return framed
+
+
+def _write(con: duckdb.DuckDBPyConnection, work: Callable[[], Any]) -> Any:
+    """Run ``work`` in one transaction under the store's writer lock; retry a
+    lost race with another connection a few times."""
+    ensure_schema(con)
+    with _lock(con):
+        for attempt in range(5):
+            try:
+                with transaction(con):
+                    return work()
+            except (duckdb.TransactionException, duckdb.ConstraintException):
+                if attempt == 4:
+                    raise
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True, slots=True)
+class CreditSummary:
+    """What one crediting run did."""
+
+    considered: int
+    credited: int
+    excluded: dict[str, int] = field(default_factory=dict)
+    co2_mg: int = 0
+    points: int = 0
+
+
+def _prior_counts(
+    con: duckdb.DuckDBPyConnection, riders: pl.Series
+) -> pl.DataFrame | None:
+    """Credited rides already in the ledger per rider and local day."""
+    if riders.len() == 0:
+        return None
+    con.register("_riders", pl.DataFrame({"rider_id": riders.unique()}).to_arrow())
+    try:
+        rows = query_frame(
+            con,
+            "SELECT l.rider_id, l.city, l.ride_started_at AS started_at "
+            "FROM ledger l JOIN _riders USING (rider_id) WHERE l.kind = 'credit'",
+        )
+    finally:
+        con.unregister("_riders")
+    if rows.height == 0:
+        return None
+    parts = []
+    for (city,), g in rows.group_by("city"):
+        tz = CITIES[city].timezone if city in CITIES else "UTC"
+        parts.append(
+            g.select(
+                "rider_id",
+                pl.col("started_at")
+                .dt.convert_time_zone(tz)
+                .dt.date()
+                .alias("local_date"),
+            )
+        )
+    return (
+        pl.concat(parts)
+        .group_by("rider_id", "local_date")
+        .agg(pl.len().cast(pl.Int64).alias("credited"))
+    )
+
+
+def _undecided(con: duckdb.DuckDBPyConnection, trips: pl.DataFrame) -> pl.DataFrame:
+    """Trips with neither a credit nor an exclusion yet (first of duplicates)."""
+    trips = trips.unique("trip_id", keep="first", maintain_order=True)
+    con.register("_ids", trips.select("trip_id").to_arrow())
+    try:
+        done = query_frame(
+            con,
+            "SELECT trip_id FROM _ids WHERE trip_id IN "
+            "(SELECT trip_id FROM ledger WHERE kind = 'credit') "
+            "OR trip_id IN (SELECT trip_id FROM credit_exclusions)",
+        )
+    finally:
+        con.unregister("_ids")
+    if done.height == 0:
+        return trips
+    return trips.join(done, on="trip_id", how="anti")
+
+
+def credit_trips(
+    con: duckdb.DuckDBPyConnection, trips: pl.DataFrame, settings: Settings
+) -> CreditSummary:
+    """Credit every ride of ``trips`` not decided yet, in one transaction.
+
+    Rides already credited or excluded are skipped (idempotent on trip id).
+    """
+
+    def work() -> CreditSummary:
+        todo = _undecided(con, trips)
+        decided = assess(todo, settings, _prior_counts(con, todo["rider_id"]))
+        ok = decided.filter(pl.col("reason").is_null())
+        entries = ok.select(
+            "rider_id",
+            "trip_id",
+            pl.lit("credit").alias("kind"),
+            *_AMOUNTS,
+            "distance_m",
+            "city",
+            "vehicle_type",
+            "metro",
+            pl.col("started_at").alias("ride_started_at"),
+            pl.lit(settings.factor_version).alias("factor_version"),
+            pl.lit(settings.rules.version).alias("rule_version"),
+            pl.lit(None, pl.String).alias("note"),
+        )
+        _append(con, entries)
+        excluded = decided.filter(pl.col("reason").is_not_null())
+        if excluded.height:
+            rows = excluded.select(
+                "trip_id",
+                "rider_id",
+                "city",
+                "vehicle_type",
+                pl.col("started_at").alias("ride_started_at"),
+                "distance_m",
+                "reason",
+                pl.lit(settings.rules.version).alias("rule_version"),
+                pl.lit(dt.datetime.now(dt.UTC)).alias("created_at"),
+            )
+            con.register("_excl", rows.to_arrow())
+            try:
+                con.execute("INSERT INTO credit_exclusions SELECT * FROM _excl")
+            finally:
+                con.unregister("_excl")
+        by_reason = excluded.group_by("reason").len().sort("reason")
+        return CreditSummary(
+            considered=decided.height,
+            credited=ok.height,
+            excluded=dict(by_reason.iter_rows()),
+            co2_mg=int(ok["co2_mg"].sum()),
+            points=int(ok["points"].sum()),
+        )
+
+    result: CreditSummary = _write(con, work)
+    return result
+
+
+def credit_store(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    *,
+    city: str | None = None,
+    batch: int = 2_000_000,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> CreditSummary:
+    """Credit every ride in the store not yet credited or excluded, in batches
+    of whole local days (so the daily cap sees each rider-day at once)."""
+    ensure_schema(con)
+    where = "WHERE city = ?" if city else ""
+    params: list[object] = [city] if city else []
+    pending = query_frame(
+        con,
+        "SELECT CAST(started_at AS DATE) AS day, count(*) AS n FROM trips t "
+        f"{where} {'AND' if city else 'WHERE'} NOT EXISTS "
+        "(SELECT 1 FROM ledger l WHERE l.trip_id = t.trip_id AND l.kind = 'credit') "
+        "AND NOT EXISTS (SELECT 1 FROM credit_exclusions e "
+        "WHERE e.trip_id = t.trip_id) GROUP BY 1 ORDER BY 1",
+        params,
+    )
+    total = int(pending["n"].sum()) if pending.height else 0
+    # Group UTC days into batches; a local day spans at most two UTC days, and
+    # prior counts from the ledger cover the part credited in an earlier batch.
+    groups: list[list[dt.date]] = []
+    size = 0
+    for day, n in pending.iter_rows():
+        if not groups or size + n > batch:
+            groups.append([])
+            size = 0
+        groups[-1].append(day)
+        size += n
+    done = 0
+    summaries: list[CreditSummary] = []
+    for days in groups:
+        cond = "CAST(started_at AS DATE) BETWEEN ? AND ?"
+        trips = query_frame(
+            con,
+            f"SELECT * FROM trips WHERE {cond}" + (" AND city = ?" if city else ""),
+            [days[0], days[-1], *params],
+        )
+        s = credit_trips(con, trips, settings)
+        summaries.append(s)
+        done += trips.height
+        if on_batch:
+            on_batch(done, total)
+    excluded: dict[str, int] = {}
+    for s in summaries:
+        for k, v in s.excluded.items():
+            excluded[k] = excluded.get(k, 0) + v
+    return CreditSummary(
+        considered=sum(s.considered for s in summaries),
+        credited=sum(s.credited for s in summaries),
+        excluded=dict(sorted(excluded.items())),
+        co2_mg=sum(s.co2_mg for s in summaries),
+        points=sum(s.points for s in summaries),
+    )
+
+
+def trip_decision(
+    con: duckdb.DuckDBPyConnection, trip_id: str
+) -> dict[str, Any] | None:
+    """The ledger credit (with its reversal, if any) or the exclusion of a trip."""
+    ensure_schema(con)
+    entries = query_frame(
+        con, "SELECT * FROM ledger WHERE trip_id = ? ORDER BY entry_id", [trip_id]
+    )
+    if entries.height:
+        credit = entries.filter(pl.col("kind") == "credit").to_dicts()[0]
+        rev = entries.filter(pl.col("kind") == "reversal").to_dicts()
+        return {
+            "status": "reversed" if rev else "credited",
+            "entry": credit,
+            "reversal": rev[0] if rev else None,
+        }
+    excl = query_frame(
+        con, "SELECT * FROM credit_exclusions WHERE trip_id = ?", [trip_id]
+    )
+    if excl.height:
+        return {"status": "excluded", "exclusion": excl.to_dicts()[0]}
+    return None
+
+
+def reverse(
+    con: duckdb.DuckDBPyConnection, trip_id: str, note: str = "reversed"
+) -> dict[str, Any]:
+    """Undo a trip's credit with a reversal entry; reversing twice is a no-op
+    that returns the first reversal."""
+
+    def work() -> dict[str, Any]:
+        rows = query_frame(
+            con,
+            "SELECT * FROM ledger WHERE trip_id = ? AND kind IN ('credit', 'reversal') "
+            "ORDER BY entry_id",
+            [trip_id],
+        )
+        if rows.height == 0:
+            raise UnknownTripError(f"trip {trip_id!r} has no credit to reverse")
+        if rows.height > 1:
+            return rows.row(1, named=True)
+        entry = rows.select(
+            "rider_id",
+            "trip_id",
+            pl.lit("reversal").alias("kind"),
+            *[(-pl.col(a)).alias(a) for a in _AMOUNTS],
+            "distance_m",
+            "city",
+            "vehicle_type",
+            "metro",
+            "ride_started_at",
+            "factor_version",
+            "rule_version",
+            pl.lit(note).alias("note"),
+        )
+        return _append(con, entry).row(0, named=True)
+
+    result: dict[str, Any] = _write(con, work)
+    return result
+
+
+def redeem(
+    con: duckdb.DuckDBPyConnection, rider_id: str, points: int, note: str = ""
+) -> dict[str, Any]:
+    """Spend ``points`` of a rider's balance; refused if it would go below zero."""
+    if points <= 0:
+        raise InsufficientPointsError(f"a redemption needs points > 0, got {points}")
+
+    def work() -> dict[str, Any]:
+        balance = int(
+            con.execute(
+                "SELECT coalesce(sum(points), 0) FROM ledger WHERE rider_id = ?",
+                [rider_id],
+            ).fetchall()[0][0]
+        )
+        if points > balance:
+            raise InsufficientPointsError(
+                f"rider {rider_id!r} has {balance} points, cannot redeem {points}"
+            )
+        entry = pl.DataFrame(
+            {
+                "rider_id": [rider_id],
+                "trip_id": [None],
+                "kind": ["redemption"],
+                **{a: [0] for a in _AMOUNTS[:-1]},
+                "points": [-points],
+                "distance_m": [0],
+                "note": [note or None],
+            }
+        ).with_columns(
+            [
+                pl.lit(None, t).alias(c)
+                for c, t in _LEDGER_SCHEMA.items()
+                if c
+                in (
+                    "city",
+                    "vehicle_type",
+                    "metro",
+                    "ride_started_at",
+                    "factor_version",
+                    "rule_version",
+                )
+            ]
+        )
+        return _append(con, entry).row(0, named=True)
+
+    result: dict[str, Any] = _write(con, work)
+    return result
+
+
+def rider_carbon(
+    con: duckdb.DuckDBPyConnection, rider_id: str, *, recent: int = 20
+) -> dict[str, Any]:
+    """A rider's balance, lifetime CO2 avoided and newest entries, from the ledger."""
+    ensure_schema(con)
+    tot = con.execute(
+        "SELECT coalesce(sum(points), 0), coalesce(sum(co2_mg), 0), count(*) "
+        "FROM ledger WHERE rider_id = ?",
+        [rider_id],
+    ).fetchall()[0]
+    entries = query_frame(
+        con,
+        "SELECT entry_id, trip_id, kind, co2_mg, points, ride_started_at, "
+        "factor_version, rule_version, note, created_at FROM ledger "
+        "WHERE rider_id = ? ORDER BY entry_id DESC LIMIT ?",
+        [rider_id, recent],
+    )
+    return {
+        "rider_id": rider_id,
+        "points": int(tot[0]),
+        "co2_mg": int(tot[1]),
+        "entries_total": int(tot[2]),
+        "entries": entries.to_dicts(),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCheck:
+    """Result of ``verify_ledger``: ``ok`` when ``problems`` is empty."""
+
+    entries: int
+    head_hash: str
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_ledger(
+    con: duckdb.DuckDBPyConnection, *, max_problems: int = 20
+) -> LedgerCheck:
+    """Recompute the hash chain and report every entry that does not match."""
+    ensure_schema(con)
+    rows = query_frame(
+        con, f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger ORDER BY entry_id"
+    )
+    problems: list[str] = []
+    if rows.height == 0:
+        return LedgerCheck(0, GENESIS, ())
+    framed = rows.select([pl.col(c).cast(t) for c, t in _LEDGER_SCHEMA.items()])
+    payloads = _payload(framed).to_list()
+    ids = rows["entry_id"].to_list()
+    prevs = rows["prev_hash"].to_list()
+    stored = rows["hash"].to_list()
+    expect_prev = GENESIS
+    sha = hashlib.sha256
+    for i, (eid, p) in enumerate(zip(ids, payloads, strict=True)):
+        if eid != i + 1:
+            problems.append(
+                f"entry {eid}: expected id {i + 1} (a row was deleted "
+                "or inserted before it)"
+            )
+        if prevs[i] != expect_prev:
+            problems.append(
+                f"entry {eid}: prev_hash does not match the entry before "
+                "it (an entry before it was deleted or altered)"
+            )
+        h = sha(f"{prevs[i]}\n{p}".encode()).hexdigest()
+        if h != stored[i]:
+            problems.append(f"entry {eid}: hash does not match its fields (edited)")
+        expect_prev = stored[i]
+        if len(problems) >= max_problems:
+            problems.append("... stopped after the first problems")
+            break
+    return LedgerCheck(rows.height, stored[-1], tuple(problems))

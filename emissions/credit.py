@@ -19,6 +19,8 @@ the ledger for that day.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from emissions.types import POLLUTANTS, Settings
@@ -26,7 +28,7 @@ from fleet.cities import CITIES
 from fleet.errors import InvalidConfigError
 from fleet.geo import haversine_expr
 
-__all__ = ["ASSESSED_SCHEMA", "assess", "factor_frame"]
+__all__ = ["ASSESSED_SCHEMA", "assess"]
 
 #: Columns of ``assess``'s result.
 ASSESSED_SCHEMA = {
@@ -59,24 +61,6 @@ _NEEDED = (
 )
 
 
-def factor_frame(settings: Settings) -> pl.DataFrame:
-    """The factor table as a frame keyed by (metro, vehicle_type), ug per metre."""
-    return pl.DataFrame(
-        {
-            "metro": [f.city_class == "with_metro" for f in settings.factors],
-            "vehicle_type": [f.vehicle_type for f in settings.factors],
-            "co2_ug_m": [f.co2_ug_m for f in settings.factors],
-            **{
-                f"{p}_ug_m": [getattr(f, f"{p}_ug_m") for f in settings.factors]
-                for p in POLLUTANTS
-            },
-            "ride_ug_m": [f.ride_ug_m for f in settings.factors],
-        },
-        schema_overrides={"co2_ug_m": pl.Int64, "ride_ug_m": pl.Int64}
-        | {f"{p}_ug_m": pl.Int64 for p in POLLUTANTS},
-    )
-
-
 def _local_date(cities: list[str]) -> pl.Expr:
     """The start's local calendar date in each city's time zone (UTC if unknown)."""
     expr: pl.Expr | pl.When | pl.Then | None = None
@@ -101,8 +85,9 @@ def assess(
 
     ``trips`` has the canonical trip columns; ``prior`` (``rider_id, local_date,
     credited``) counts rides already credited per rider and local day, for the
-    daily cap. Returns one row per trip with ``ASSESSED_SCHEMA``, sorted by
-    start time then trip id; excluded rides have zero credit and points.
+    daily cap. Returns one row per trip (first of duplicates dropped by the
+    caller) with ``ASSESSED_SCHEMA``, in input order; excluded rides have zero
+    credit and points.
     """
     missing = [c for c in _NEEDED if c not in trips.columns]
     if missing:
@@ -164,35 +149,13 @@ def assess(
             .otherwise(pl.lit(None, pl.String))
             .alias("reason")
         )
-        .sort("started_at", "trip_id")
+        .collect()
     )
-    if prior is not None and prior.height:
-        df = df.join(
-            prior.lazy().select(
-                pl.col("rider_id").cast(pl.String),
-                pl.col("local_date").cast(pl.Date),
-                pl.col("credited").cast(pl.Int64),
-            ),
-            on=["rider_id", "local_date"],
-            how="left",
-        )
-    else:
-        df = df.with_columns(pl.lit(None, pl.Int64).alias("credited"))
-    ok = pl.col("reason").is_null()
-    rank = ok.cast(pl.Int64).cum_sum().over("rider_id", "local_date")
-    df = df.with_columns(
-        pl.when(ok & (rank + pl.col("credited").fill_null(0) > r.daily_cap_rides))
-        .then(pl.lit("daily_cap"))
-        .otherwise(pl.col("reason"))
-        .alias("reason")
-    )
-    df = df.join(
-        factor_frame(settings).lazy(), on=["metro", "vehicle_type"], how="left"
-    )
+    df = df.with_columns(_daily_cap(df, r.daily_cap_rides, prior))
     earns = pl.col("reason").is_null()
     credits = [
         pl.when(earns)
-        .then(pl.col("distance_m") * pl.col(f"{g}_ug_m") // 1000)
+        .then(pl.col("distance_m") * _factor_expr(settings, g) // 1000)
         .otherwise(0)
         .cast(pl.Int64)
         .alias(f"{g}_mg")
@@ -202,7 +165,58 @@ def assess(
         df.with_columns(credits)
         .with_columns((pl.col("co2_mg") // 1000).alias("points"))
         .select(list(ASSESSED_SCHEMA))
-        .sort("started_at", "trip_id")
-        .collect()
     )
     return out.cast(ASSESSED_SCHEMA)  # type: ignore[arg-type]
+
+
+def _factor_expr(settings: Settings, gas: str) -> pl.Expr:
+    """The factor (ug per metre) of each row's metro class and vehicle type."""
+    expr: Any = pl
+    for f in settings.factors:
+        cond = (pl.col("metro") == (f.city_class == "with_metro")) & (
+            pl.col("vehicle_type") == f.vehicle_type
+        )
+        expr = expr.when(cond).then(pl.lit(getattr(f, f"{gas}_ug_m"), pl.Int64))
+    return expr.otherwise(pl.lit(None, pl.Int64))
+
+
+def _daily_cap(df: pl.DataFrame, cap: int, prior: pl.DataFrame | None) -> pl.Expr:
+    """``reason`` with ``daily_cap`` for rides beyond the cap of their rider-day.
+
+    Counting first keeps it cheap: only rider-days over the cap are sorted (by
+    start time, then trip id) to find which rides fall beyond it.
+    """
+    keys = ["rider_id", "local_date"]
+    ok = df.select(*keys, "started_at", "trip_id", "reason").filter(
+        pl.col("reason").is_null()
+    )
+    counts = ok.group_by(keys).agg(pl.len().cast(pl.Int64).alias("n"))
+    if prior is not None and prior.height:
+        counts = counts.join(
+            prior.select(
+                pl.col("rider_id").cast(pl.String),
+                pl.col("local_date").cast(pl.Date),
+                pl.col("credited").cast(pl.Int64),
+            ),
+            on=keys,
+            how="left",
+        )
+    else:
+        counts = counts.with_columns(pl.lit(0, pl.Int64).alias("credited"))
+    over = counts.with_columns(pl.col("credited").fill_null(0)).filter(
+        pl.col("n") + pl.col("credited") > cap
+    )
+    if over.height == 0:
+        return pl.col("reason")
+    capped = (
+        ok.join(over.select(*keys, "credited"), on=keys)
+        .sort("started_at", "trip_id")
+        .with_columns(pl.int_range(1, pl.len() + 1).over(keys).alias("rank"))
+        .filter(pl.col("rank") + pl.col("credited") > cap)["trip_id"]
+    )
+    return (
+        pl.when(pl.col("trip_id").is_in(capped.implode()))
+        .then(pl.lit("daily_cap"))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    )

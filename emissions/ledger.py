@@ -116,29 +116,41 @@ _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-def _lock(con: duckdb.DuckDBPyConnection) -> threading.Lock:
-    """One writer lock per store file (per connection for in-memory stores)."""
+def _store_key(con: duckdb.DuckDBPyConnection) -> str:
     rows = con.execute(
         "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
     ).fetchall()
-    key = rows[0][0] if rows and rows[0][0] else f"mem:{id(con)}"
+    return rows[0][0] if rows and rows[0][0] else f"mem:{id(con)}"
+
+
+def _lock(con: duckdb.DuckDBPyConnection) -> threading.Lock:
+    """One writer lock per store file (per connection for in-memory stores)."""
+    key = _store_key(con)
     with _locks_guard:
         return _locks.setdefault(key, threading.Lock())
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(LEDGER_SCHEMA_SQL)
+    """Create the ledger tables if needed (under the writer lock: concurrent
+    CREATEs on one store conflict in DuckDB's catalog)."""
+    with _lock(con):
+        con.execute(LEDGER_SCHEMA_SQL)
 
 
-def _payload(frame: pl.DataFrame) -> pl.Series:
-    """Each entry's fields as one canonical string (what the hash covers)."""
+def _payload_sql() -> str:
+    """SQL for each entry's fields as one canonical string (what the hash covers).
+
+    One expression serves writing and verifying, so both read the same bytes:
+    ``|``-separated, NULL as empty, timestamps as epoch microseconds.
+    """
     parts = []
     for name in LEDGER_COLUMNS[:-2]:
-        col = pl.col(name)
-        if name in ("ride_started_at", "created_at"):
-            col = col.dt.epoch("us")
-        parts.append(col.cast(pl.String).fill_null(""))
-    return frame.select(pl.concat_str(parts, separator="|").alias("p"))["p"]
+        col = f"epoch_us({name})" if name in ("ride_started_at", "created_at") else name
+        parts.append(f"coalesce(CAST({col} AS VARCHAR), '')")
+    return " || '|' || ".join(parts)
+
+
+PAYLOAD_SQL = _payload_sql()
 
 
 def _chain(prev: str, payloads: list[str]) -> list[str]:
@@ -168,13 +180,19 @@ def _append(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame) -> pl.DataFra
         pl.lit(now).dt.cast_time_unit("us").alias("created_at"),
     )
     framed = framed.select([pl.col(c).cast(t) for c, t in _LEDGER_SCHEMA.items()])
-    hashes = _chain(last_hash, _payload(framed).to_list())
-    framed = framed.with_columns(
-        pl.Series("prev_hash", [last_hash, *hashes[:-1]], pl.String),
-        pl.Series("hash", hashes, pl.String),
-    )
     con.register("_ledger_rows", framed.to_arrow())
     try:
+        payloads = [
+            r[0]
+            for r in con.execute(f"SELECT {PAYLOAD_SQL} FROM _ledger_rows").fetchall()
+        ]
+        hashes = _chain(last_hash, payloads)
+        framed = framed.with_columns(
+            pl.Series("prev_hash", [last_hash, *hashes[:-1]], pl.String),
+            pl.Series("hash", hashes, pl.String),
+        )
+        con.unregister("_ledger_rows")
+        con.register("_ledger_rows", framed.to_arrow())
         con.execute(
             f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
             f"SELECT {', '.join(LEDGER_COLUMNS)} FROM _ledger_rows"
@@ -534,37 +552,48 @@ class LedgerCheck:
 def verify_ledger(
     con: duckdb.DuckDBPyConnection, *, max_problems: int = 20
 ) -> LedgerCheck:
-    """Recompute the hash chain and report every entry that does not match."""
+    """Recompute the hash chain and report every entry that does not match.
+
+    Each row's hash is recomputed from its stored ``prev_hash`` and fields, and
+    each ``prev_hash`` compared with the hash of the entry before: both checks
+    are per row, so DuckDB runs them vectorised over the whole ledger.
+    """
     ensure_schema(con)
-    rows = query_frame(
-        con, f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger ORDER BY entry_id"
-    )
-    problems: list[str] = []
-    if rows.height == 0:
+    head = con.execute(
+        "SELECT count(*), arg_max(hash, entry_id) FROM ledger"
+    ).fetchall()[0]
+    if not head[0]:
         return LedgerCheck(0, GENESIS, ())
-    framed = rows.select([pl.col(c).cast(t) for c, t in _LEDGER_SCHEMA.items()])
-    payloads = _payload(framed).to_list()
-    ids = rows["entry_id"].to_list()
-    prevs = rows["prev_hash"].to_list()
-    stored = rows["hash"].to_list()
-    expect_prev = GENESIS
-    sha = hashlib.sha256
-    for i, (eid, p) in enumerate(zip(ids, payloads, strict=True)):
-        if eid != i + 1:
+    bad = con.execute(
+        f"""
+        WITH chk AS (
+            SELECT entry_id,
+                   row_number() OVER (ORDER BY entry_id) AS pos,
+                   prev_hash = coalesce(lag(hash) OVER (ORDER BY entry_id), '{GENESIS}')
+                       AS prev_ok,
+                   sha256(prev_hash || chr(10) || {PAYLOAD_SQL}) = hash AS hash_ok
+            FROM ledger
+        )
+        SELECT entry_id, pos, prev_ok, hash_ok FROM chk
+        WHERE entry_id <> pos OR NOT prev_ok OR NOT hash_ok
+        ORDER BY entry_id LIMIT ?
+        """,
+        [max_problems],
+    ).fetchall()
+    problems: list[str] = []
+    for eid, pos, prev_ok, hash_ok in bad:
+        if eid != pos:
             problems.append(
-                f"entry {eid}: expected id {i + 1} (a row was deleted "
-                "or inserted before it)"
+                f"entry {eid}: expected id {pos} (a row was deleted or inserted "
+                "before it)"
             )
-        if prevs[i] != expect_prev:
+        if not prev_ok:
             problems.append(
-                f"entry {eid}: prev_hash does not match the entry before "
-                "it (an entry before it was deleted or altered)"
+                f"entry {eid}: prev_hash does not match the entry before it (an "
+                "entry before it was deleted or altered)"
             )
-        h = sha(f"{prevs[i]}\n{p}".encode()).hexdigest()
-        if h != stored[i]:
+        if not hash_ok:
             problems.append(f"entry {eid}: hash does not match its fields (edited)")
-        expect_prev = stored[i]
-        if len(problems) >= max_problems:
-            problems.append("... stopped after the first problems")
-            break
-    return LedgerCheck(rows.height, stored[-1], tuple(problems))
+    if len(bad) == max_problems:
+        problems.append("... stopped after the first problems")
+    return LedgerCheck(int(head[0]), str(head[1]), tuple(problems))

@@ -11,6 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from emissions.ledger import LEDGER_SCHEMA_SQL
 from fleet.store import SCHEMA_SQL
 from geofence.store import ZONE_SCHEMA_SQL
 from rebalancing.store import PLAN_SCHEMA_SQL
@@ -29,6 +30,11 @@ COMMANDS = (
     "zones audit",
     "plan",
     "solve-instance",
+    "credit",
+    "points",
+    "ledger verify",
+    "ledger reverse",
+    "report",
 )
 
 
@@ -56,7 +62,7 @@ def test_readme_documents_every_command_and_table() -> None:
         assert f"`bikefleet {command}" in readme, command
     tables = re.findall(
         r"CREATE TABLE IF NOT EXISTS (\w+)",
-        SCHEMA_SQL + ZONE_SCHEMA_SQL + PLAN_SCHEMA_SQL,
+        SCHEMA_SQL + ZONE_SCHEMA_SQL + PLAN_SCHEMA_SQL + LEDGER_SCHEMA_SQL,
     )
     for table in tables:
         assert f"| `{table}` |" in readme, table
@@ -125,6 +131,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             "zone_sets",
             "zones",
             "plans",
+            "ledger",
         ):
             n = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
             assert n > 0, table
@@ -147,6 +154,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     moved = re.search(r"bikes moved ([\d,]+)", r.stdout)
     assert moved and int(moved.group(1).replace(",", "")) == stops["bikes"].sum()
     assert (tmp_path / "plan" / "plan.png").stat().st_size > 10_000
+    # Step 8: every ride credited or excluded, the report reconciled, four files.
+    assert "Check passed: CO2 avoided in this report" in r.stdout
+    with duckdb.connect(str(tmp_path / "bikefleet.duckdb"), read_only=True) as con:
+        credited, excluded, trips = con.execute(
+            "SELECT (SELECT count(*) FROM ledger WHERE kind = 'credit'), "
+            "(SELECT count(*) FROM credit_exclusions), (SELECT count(*) FROM trips)"
+        ).fetchall()[0]
+    assert credited + excluded == trips and credited > 0
+    got = re.search(r"([\d,]+) rides credited, ([\d,]+) excluded", r.stdout)
+    assert got and int(got.group(1).replace(",", "")) == credited
+    for ext in ("csv", "xlsx", "html", "pdf"):
+        assert (tmp_path / "reports" / f"emissions_2026.{ext}").stat().st_size > 1000
 
 
 def test_cells_from_partitions_matches_cells_from_the_store(tmp_path: Path) -> None:

@@ -1,0 +1,190 @@
+"""The ledger: idempotent credits, reversals, redemptions, the hash chain, threads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from emissions.config import load_settings
+from emissions.errors import InsufficientPointsError, UnknownTripError
+from emissions.ledger import (
+    credit_store,
+    credit_trips,
+    redeem,
+    reverse,
+    rider_carbon,
+    trip_decision,
+    verify_ledger,
+)
+from fleet.store import open_store
+from tests.emissions.ridekit import T0, frame, ride
+
+SETTINGS = load_settings()
+
+
+def city_rides(n: int = 300, seed: int = 1) -> pl.DataFrame:
+    rng = random.Random(seed)
+    rides = []
+    for i in range(n):
+        rides.append(
+            ride(
+                f"T{i:04d}",
+                rider=f"R{rng.randrange(12)}",
+                vehicle=rng.choice(["bike", "ebike"]),
+                city=rng.choice(["beijing", "austin"]),
+                metres=rng.choice([None, rng.uniform(300, 6_000)]),
+                north_m=rng.uniform(200, 3_000),
+                minutes=rng.uniform(0.5, 40),
+                start=T0 + dt.timedelta(minutes=rng.randrange(60 * 24 * 40)),
+            )
+        )
+    return frame(rides)
+
+
+def balances(con) -> dict[str, tuple[int, int]]:
+    rows = con.execute(
+        "SELECT rider_id, sum(points), sum(co2_mg) FROM ledger GROUP BY 1"
+    ).fetchall()
+    return {r: (int(p), int(c)) for r, p, c in rows}
+
+
+def test_credit_twice_is_a_no_op(store) -> None:
+    trips = city_rides()
+    first = credit_trips(store, trips, SETTINGS)
+    assert first.considered == 300 and 0 < first.credited < 300
+    before = balances(store)
+    again = credit_trips(store, trips, SETTINGS)
+    assert (again.considered, again.credited) == (0, 0)
+    assert balances(store) == before
+    n = store.execute("SELECT count(*) FROM ledger").fetchall()[0][0]
+    assert n == first.credited
+    # The same trip asked again: the first decision comes back.
+    credited = store.execute("SELECT trip_id, entry_id FROM ledger LIMIT 1").fetchall()[
+        0
+    ]
+    assert trip_decision(store, credited[0])["entry"]["entry_id"] == credited[1]
+
+
+def test_replay_in_any_order_gives_the_same_balances(tmp_path: Path) -> None:
+    trips = city_rides()
+    a = open_store(tmp_path / "a.duckdb")
+    credit_trips(a, trips, SETTINGS)
+    b = open_store(tmp_path / "b.duckdb")
+    shuffled = trips.sample(fraction=1.0, shuffle=True, seed=7)
+    for part in range(3):  # three deliveries in a scrambled order, one twice
+        credit_trips(b, shuffled[part * 100 : (part + 1) * 100], SETTINGS)
+    credit_trips(b, shuffled[:150], SETTINGS)
+    assert balances(a) == balances(b)
+    excl = "SELECT reason, count(*) FROM credit_exclusions GROUP BY 1 ORDER BY 1"
+    assert a.execute(excl).fetchall() == b.execute(excl).fetchall()
+    assert verify_ledger(a).ok and verify_ledger(b).ok
+
+
+def test_reversal_undoes_a_credit_and_is_idempotent(store) -> None:
+    credit_trips(store, frame([ride("t1"), ride("t2", metres=2_000)]), SETTINGS)
+    assert rider_carbon(store, "R1")["points"] == 48 + 97
+    rev = reverse(store, "t2", "refund")
+    assert (rev["kind"], rev["co2_mg"], rev["points"]) == ("reversal", -97_300, -97)
+    assert reverse(store, "t2")["entry_id"] == rev["entry_id"]
+    c = rider_carbon(store, "R1")
+    assert (c["points"], c["co2_mg"], c["entries_total"]) == (48, 48_650, 3)
+    assert trip_decision(store, "t2")["status"] == "reversed"
+    # Nothing was deleted: the credit is still there.
+    assert (
+        store.execute("SELECT count(*) FROM ledger WHERE trip_id = 't2'").fetchall()[0][
+            0
+        ]
+        == 2
+    )
+    with pytest.raises(UnknownTripError, match="no credit to reverse"):
+        reverse(store, "never-ridden")
+
+
+def test_redemption_cannot_go_below_zero(store) -> None:
+    credit_trips(store, frame([ride("t1", metres=3_000)]), SETTINGS)  # 145 points
+    assert redeem(store, "R1", 100)["points"] == -100
+    with pytest.raises(InsufficientPointsError, match="has 45 points"):
+        redeem(store, "R1", 46)
+    with pytest.raises(InsufficientPointsError):
+        redeem(store, "R1", 0)
+    redeem(store, "R1", 45)
+    assert rider_carbon(store, "R1")["points"] == 0
+    assert rider_carbon(store, "R1")["co2_mg"] == 145_950  # CO2 is not spent
+
+
+def test_verify_detects_edit_and_deletion(store) -> None:
+    credit_trips(store, city_rides(50), SETTINGS)
+    assert verify_ledger(store).ok
+    store.execute("UPDATE ledger SET co2_mg = co2_mg + 1 WHERE entry_id = 7")
+    problems = verify_ledger(store).problems
+    assert problems == ("entry 7: hash does not match its fields (edited)",)
+    store.execute("UPDATE ledger SET co2_mg = co2_mg - 1 WHERE entry_id = 7")
+    assert verify_ledger(store).ok
+    store.execute("DELETE FROM ledger WHERE entry_id = 12")
+    problems = verify_ledger(store).problems
+    assert any(p.startswith("entry 13: prev_hash does not match") for p in problems)
+
+
+def test_concurrent_credits_for_one_rider_never_lose_or_duplicate(store) -> None:
+    rides = [
+        ride(f"c{i:02d}", start=T0 + dt.timedelta(days=i), metres=1_000 + i)
+        for i in range(40)
+    ]
+    trips = frame(rides)
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        cur = store.cursor()
+        rng = random.Random(seed)
+        try:
+            for _ in range(10):
+                idx = rng.sample(range(40), 4)
+                credit_trips(cur, trips[idx], SETTINGS)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+        finally:
+            cur.close()
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    credit_trips(store, trips, SETTINGS)  # whatever the threads missed
+    rows = store.execute(
+        "SELECT count(*), count(DISTINCT trip_id), sum(co2_mg) FROM ledger"
+    ).fetchall()[0]
+    expected = sum((1_000 + i) * 48_650 // 1_000 for i in range(40))
+    assert rows == (40, 40, expected)
+    check = verify_ledger(store)
+    assert check.ok and check.entries == 40
+
+
+def test_credit_store_takes_every_pending_ride_and_reports_progress(store) -> None:
+    from fleet.pipeline import TRIP_STORE_COLUMNS
+
+    trips = city_rides(200).with_columns(
+        pl.lit(0, pl.UInt64).alias("start_cell"),
+        pl.lit(0, pl.UInt64).alias("end_cell"),
+        pl.lit(9, pl.Int8).alias("h3_res"),
+        pl.lit("wgs84").alias("datum"),
+        pl.int_range(200).alias("line"),
+        pl.lit(1).alias("load_id"),
+        pl.lit("test").alias("source"),
+    )
+    cols = [*TRIP_STORE_COLUMNS, "load_id", "source"]
+    store.register("_t", trips.select(cols).to_arrow())
+    store.execute(f"INSERT INTO trips ({', '.join(cols)}) SELECT * FROM _t")
+    seen: list[tuple[int, int]] = []
+    s = credit_store(
+        store, SETTINGS, batch=50, on_batch=lambda d, t: seen.append((d, t))
+    )
+    assert s.considered == 200 and seen[-1] == (200, 200) and len(seen) > 2
+    assert s.credited + sum(s.excluded.values()) == 200
+    assert credit_store(store, SETTINGS).considered == 0

@@ -17,7 +17,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from api import carbon_cli, plan_cli
+from api import carbon_cli, plan_cli, serve_cli
 from api.clikit import CityOpt, DbOpt, ResOpt, friendly, out, parse_date, progress
 from api.zones_cli import audit as zones_audit
 from api.zones_cli import load_zones_file, zones_app
@@ -55,6 +55,8 @@ app.command("credit")(carbon_cli.credit)
 app.command("points")(carbon_cli.points)
 app.add_typer(carbon_cli.ledger_app, name="ledger")
 app.command("report")(carbon_cli.report)
+app.command("serve")(serve_cli.serve)
+app.add_typer(serve_cli.keys_app, name="keys")
 
 
 @app.command()

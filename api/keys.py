@@ -1,0 +1,123 @@
+"""API keys with scopes, stored hashed in the store's ``api_keys`` table.
+
+A key reads ``bf_<key_id>_<secret>``: ``key_id`` (12 hex digits) finds the row,
+the secret (43 URL-safe characters, 256 random bits) is checked against its
+SHA-256 in constant time. A random 256-bit secret needs no slow password hash:
+nobody can guess it, and the table alone does not give it away. The key is
+shown once, when created.
+
+Table ``api_keys``: ``key_id, name, secret_sha256, scopes, created_at, revoked``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import threading
+from dataclasses import dataclass
+
+import duckdb
+
+from fleet.errors import InvalidConfigError
+
+__all__ = ["KEY_SCHEMA_SQL", "SCOPES", "ApiKey", "KeyRing", "create_key"]
+
+#: Every scope, and what it opens.
+SCOPES = {
+    "parking:check": "POST /v1/parking/check, /v1/parking/check-batch",
+    "zones:read": "GET /v1/zones",
+    "zones:write": "PUT /v1/zones",
+    "rides:write": "POST /v1/rides, /v1/rides/{trip_id}/reversal",
+    "carbon:read": "GET /v1/riders/{rider_id}/carbon",
+    "plans:write": "POST /v1/plans",
+    "plans:read": "GET /v1/plans/{job_id}",
+    "reports:read": "GET /v1/reports/emissions",
+}
+
+KEY_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, secret_sha256 VARCHAR NOT NULL,
+    scopes VARCHAR[] NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(
+    con: duckdb.DuckDBPyConnection, scopes: list[str], name: str = ""
+) -> tuple[ApiKey, str]:
+    """Create a key with ``scopes``; return it and the full key text (shown once)."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise InvalidConfigError(
+            f"unknown scope(s) {', '.join(unknown) or '(none given)'}: "
+            f"choose from {', '.join(SCOPES)}"
+        )
+    con.execute(KEY_SCHEMA_SQL)
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    wanted = sorted(set(scopes))
+    con.execute(
+        "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, FALSE)",
+        [key_id, name or key_id, _digest(secret), wanted, dt.datetime.now(dt.UTC)],
+    )
+    return ApiKey(key_id, name or key_id, frozenset(wanted)), f"bf_{key_id}_{secret}"
+
+
+class KeyRing:
+    """Checks presented keys against the store, caching rows by key id."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self._cache: dict[str, tuple[str, ApiKey] | None] = {}
+        self._lock = threading.Lock()
+        con.execute(KEY_SCHEMA_SQL)
+
+    def authenticate(self, presented: str) -> ApiKey | None:
+        """The key's record if ``presented`` is a valid, unrevoked key, else None."""
+        parts = presented.split("_", 2)
+        if len(parts) != 3 or parts[0] != "bf" or len(parts[1]) != 12:
+            return None
+        key_id, secret = parts[1], parts[2]
+        row = self._cache.get(key_id, False)
+        if row is False:
+            row = self._load(key_id)
+        if row is None:
+            return None
+        digest, key = row
+        if not hmac.compare_digest(digest, _digest(secret)):
+            return None
+        return key
+
+    def _load(self, key_id: str) -> tuple[str, ApiKey] | None:
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                rows = cur.execute(
+                    "SELECT name, secret_sha256, scopes FROM api_keys "
+                    "WHERE key_id = ? AND NOT revoked",
+                    [key_id],
+                ).fetchall()
+            finally:
+                cur.close()
+            row = (
+                (rows[0][1], ApiKey(key_id, rows[0][0], frozenset(rows[0][2])))
+                if rows
+                else None
+            )
+            if row is not None:  # unknown ids are not cached: no memory to exhaust
+                self._cache[key_id] = row
+            return row

@@ -1,0 +1,67 @@
+"""``bikefleet serve`` and ``bikefleet keys create``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from api.clikit import DbOpt, friendly, out
+from api.keys import SCOPES, create_key
+from fleet.store import default_db_path, open_store
+
+keys_app = typer.Typer(
+    help="API keys with scopes (stored hashed).", no_args_is_help=True
+)
+
+
+@keys_app.command("create")
+@friendly
+def keys_create(
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", help=f"Repeat for several: {', '.join(SCOPES)}."),
+    ],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    db: DbOpt = None,
+) -> None:
+    """Create an API key; the key is printed once, alone on the last line.
+
+    Example: bikefleet keys create --scope parking:check --scope carbon:read
+    """
+    con = open_store(db)
+    try:
+        key, text = create_key(con, scope, name)
+    finally:
+        con.close()
+    out.print(
+        f"key {key.key_id} ({key.name}) with scopes {', '.join(sorted(key.scopes))}"
+    )
+    print(text)
+
+
+@friendly
+def serve(
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8000,
+) -> None:
+    """Start the HTTP service (OpenAPI at /docs) on the embedded DuckDB store.
+
+    Example: bikefleet serve --db data/bikefleet.duckdb --port 8000
+    """
+    import uvicorn
+
+    from api.service import create_app
+
+    app = create_app(db or default_db_path())
+    out.print(f"bikefleet API on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )

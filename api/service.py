@@ -189,26 +189,39 @@ class Service:
 
     def __init__(self, db: Path | str, settings: Settings) -> None:
         self.db = str(db)
-        self.con = open_store(db)
-        self.keys = KeyRing(self.con)
         self.settings = settings
         self.metrics = Metrics()
         self.zones: ZoneState | None = None
-        self.zone_lock = asyncio.Lock()
         self.ride_lock = threading.Lock()
         self.jobs: dict[str, dict[str, Any]] = {}
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self.open()
+
+    def open(self) -> None:
+        """Open the store (again, after a shutdown) and load the active zones."""
+        if self._con is not None:
+            return
+        self._con = open_store(self.db)
+        self.keys = KeyRing(self._con)
         self.planner = ThreadPoolExecutor(1, thread_name_prefix="planner")
-        version = active_version(self.con)
-        if version is not None:
-            self.zones = _zone_state(self.con, version)
+        self.zone_lock = asyncio.Lock()
+        version = active_version(self._con)
+        current = self.zones.version if self.zones else None
+        if version is not None and version != current:
+            self.zones = _zone_state(self._con, version)
             self.metrics.zone_version.set(version)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        return self.con.cursor()
+        if self._con is None:
+            raise RuntimeError("the service is shut down")
+        return self._con.cursor()
 
     def close(self) -> None:
+        if self._con is None:
+            return
         self.planner.shutdown(wait=False, cancel_futures=True)
-        self.con.close()
+        self._con.close()
+        self._con = None
 
 
 # -- middleware ------------------------------------------------------------------
@@ -377,6 +390,8 @@ def _ride_out(trip_id: str, found: dict[str, Any], replayed: bool) -> dict[str, 
             "replayed": replayed,
             "rider_id": e["rider_id"],
             "reason": e["reason"],
+            "co2_mg": 0,
+            "points": 0,
             "distance_m": e["distance_m"],
             "rule_version": e["rule_version"],
         }
@@ -503,6 +518,7 @@ def create_app(
     scratch = work_dir or Path(tempfile.mkdtemp(prefix="bikefleet-api-"))
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        svc.open()
         yield
         svc.close()
 

@@ -1,0 +1,56 @@
+"""A small store for the service tests: hand-made zones, keys, a synthetic city."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from api.keys import SCOPES, create_key
+from fleet.store import open_store
+from geofence.io import parse_zone_bytes
+from geofence.store import save_zone_set
+from tests.geofence.zonekit import at, feature, geojson, square
+
+
+def zones_doc(no_parking_id: str = "metro-exit") -> dict:
+    """A 6 km service area, one parking bay, one no-parking square."""
+    return geojson(
+        feature(
+            no_parking_id,
+            square(100, 100, 200, 200),
+            kind="no_parking",
+            name="Metro exit",
+        ),
+        feature("bay-1", square(0, 0, 20, 10), kind="parking", capacity=12),
+        feature("area", square(-3000, -3000, 3000, 3000), kind="service_area"),
+    )
+
+
+INSIDE_NO_PARKING = at(150, 150)
+INSIDE_AREA = at(-500, -500)
+OUTSIDE = at(5000, 5000)
+
+
+def load_zones(db: Path, doc: dict) -> int:
+    raw = json.dumps(doc).encode()
+    zs, sha = parse_zone_bytes(raw)
+    con = open_store(db)
+    try:
+        return save_zone_set(con, zs, source="test", sha256=sha)
+    finally:
+        con.close()
+
+
+def make_keys(db: Path) -> dict[str, str]:
+    """One key per scope, plus ``all`` holding every scope."""
+    con = open_store(db)
+    try:
+        keys = {s: create_key(con, [s], s)[1] for s in SCOPES}
+        keys["all"] = create_key(con, list(SCOPES), "all")[1]
+    finally:
+        con.close()
+    return keys
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

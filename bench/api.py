@@ -1,0 +1,260 @@
+"""HTTP benchmark: a real uvicorn server, wrk as the load, 100,000 zones loaded.
+
+Run:  .venv/bin/python bench/api.py [--bays 100000] [--seconds 15] [--connections 32]
+
+Needs wrk (Debian: ``apt-get install wrk``). Steps:
+
+1. writes the synthetic city's zone set (100,000 parking bays, 500 no-parking
+   polygons, parking required; ``geofence.synth``) into a fresh store, with an
+   API key, and starts ``bikefleet serve`` on a free 127.0.0.1 port;
+2. single checks: wrk cycles through 1,000 bodies (half near bay edges) on
+   ``--connections`` keep-alive connections from one thread; prints requests/s
+   and the latency percentiles wrk measured (target >= 3,000/s, p99 <= 15 ms);
+3. batch checks: 10,000 points per request on 2 connections; points/s
+   (target >= 200,000);
+4. a zone swap under load: the single-check load runs while the zone set is
+   replaced three times with PUT /v1/zones; wrk's non-2xx and socket error
+   counts must be zero (no request lost).
+
+Server and load generator share the machine's two cores, as they would in CI.
+Figures go to bench/out/api.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from api.keys import create_key  # noqa: E402
+from fleet.store import open_store  # noqa: E402
+from geofence.io import parse_zone_bytes  # noqa: E402
+from geofence.store import save_zone_set  # noqa: E402
+from geofence.synth import ZoneLayout, synth_zones  # noqa: E402
+
+OUT = _HERE / "out"
+
+LUA_BODIES = """
+local bodies = {}
+for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format(nil, "%(path)s", nil, bodies[i])
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def query_points(doc: dict, n: int, seed: int) -> list[tuple[float, float]]:
+    rng = np.random.default_rng(seed)
+    feats = doc["data"]["geofencing_zones"]["features"]
+    pts = []
+    for i in rng.integers(0, len(feats), n):
+        ring = np.array(feats[i]["geometry"]["coordinates"][0][0])
+        lng, lat = ring[:, 0].mean(), ring[:, 1].mean()
+        pts.append((lat + rng.normal(0, 8e-5), lng + rng.normal(0, 8e-5)))
+    return pts
+
+
+def wrk(script: Path, url: str, *, seconds: int, connections: int) -> dict:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        v = float(m.group(1))
+        return {"us": v / 1e3, "ms": v, "s": v * 1e3}[m.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+        r"timeout (\d+)",
+        out,
+    )
+    return {
+        "rps": rps,
+        "requests": total,
+        "p50_ms": ms("50%"),
+        "p90_ms": ms("90%"),
+        "p99_ms": ms("99%"),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+        "raw": out,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bays", type=int, default=100_000)
+    ap.add_argument("--seconds", type=int, default=15)
+    ap.add_argument("--connections", type=int, default=32)
+    a = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench/api.py needs wrk: apt-get install wrk")
+    OUT.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bikefleet-bench-api-"))
+    layout = ZoneLayout(parking=a.bays, no_parking=500)
+    doc = synth_zones(layout)
+    raw = json.dumps(doc).encode()
+    db = tmp / "api.duckdb"
+    con = open_store(db)
+    zs, sha = parse_zone_bytes(raw)
+    save_zone_set(con, zs, source="bench", sha256=sha)
+    _, key = create_key(con, ["parking:check", "zones:write"], "bench")
+    con.close()
+    print(f"{len(zs.zones):,} zones in {db}")
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "serve",
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    figures: dict[str, object] = {"zones": len(zs.zones)}
+    try:
+        t = time.perf_counter()
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+            if server.poll() is not None:
+                sys.exit(server.stderr.read().decode())
+        print(f"server up in {time.perf_counter() - t:.1f} s (store load + index)")
+
+        single = tmp / "single.txt"
+        single.write_text(
+            "\n".join(
+                json.dumps({"lat": la, "lng": ln})
+                for la, ln in query_points(doc, 1000, 1)
+            )
+        )
+        s_lua = tmp / "single.lua"
+        s_lua.write_text(
+            LUA_BODIES % {"bodies": single, "key": key, "path": "/v1/parking/check"}
+        )
+        wrk(s_lua, base, seconds=3, connections=a.connections)  # warm up
+        r = wrk(s_lua, base, seconds=a.seconds, connections=a.connections)
+        figures["single"] = {k: v for k, v in r.items() if k != "raw"}
+        print(
+            f"single check, {a.connections} connections: {r['rps']:,.0f} req/s, "
+            f"p50 {r['p50_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms, p99 "
+            f"{r['p99_ms']:.2f} ms (targets >= 3,000/s, p99 <= 15 ms); "
+            f"non-2xx {r['non_2xx']}, socket errors {r['socket_errors']}"
+        )
+
+        batch = tmp / "batch.txt"
+        lines = []
+        for seed in range(4):
+            pts = query_points(doc, 10_000, 100 + seed)
+            lines.append(
+                json.dumps({"points": [{"lat": la, "lng": ln} for la, ln in pts]})
+            )
+        batch.write_text("\n".join(lines))
+        b_lua = tmp / "batch.lua"
+        b_lua.write_text(
+            LUA_BODIES
+            % {"bodies": batch, "key": key, "path": "/v1/parking/check-batch"}
+        )
+        r = wrk(b_lua, base, seconds=a.seconds, connections=2)
+        figures["batch"] = {k: v for k, v in r.items() if k != "raw"} | {
+            "points_per_s": r["rps"] * 10_000
+        }
+        print(
+            f"batch check, 10,000 points per request, 2 connections: "
+            f"{r['rps'] * 10_000:,.0f} points/s ({r['rps']:.1f} req/s, p99 "
+            f"{r['p99_ms']:.0f} ms; target >= 200,000 points/s); non-2xx "
+            f"{r['non_2xx']}"
+        )
+
+        swaps: list[float] = []
+
+        def swapper() -> None:
+            with httpx.Client(
+                base_url=base, timeout=120, headers={"Authorization": f"Bearer {key}"}
+            ) as c:
+                for _ in range(3):
+                    time.sleep(2)
+                    t0 = time.perf_counter()
+                    resp = c.put(
+                        "/v1/zones",
+                        content=raw,
+                        headers={"content-type": "application/json"},
+                    )
+                    resp.raise_for_status()
+                    swaps.append(time.perf_counter() - t0)
+
+        th = threading.Thread(target=swapper)
+        th.start()
+        r = wrk(s_lua, base, seconds=max(a.seconds, 40), connections=a.connections)
+        th.join()
+        figures["swap"] = {k: v for k, v in r.items() if k != "raw"} | {
+            "swaps": len(swaps),
+            "swap_s": swaps,
+        }
+        print(
+            f"under {len(swaps)} zone swaps ({', '.join(f'{s:.1f}' for s in swaps)} s "
+            f"each, parse + store + index): {r['requests']:,} requests, "
+            f"{r['rps']:,.0f} req/s, p99 {r['p99_ms']:.1f} ms, non-2xx "
+            f"{r['non_2xx']}, socket errors {r['socket_errors']} (target: 0 lost)"
+        )
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+    (OUT / "api.json").write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

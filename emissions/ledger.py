@@ -8,6 +8,8 @@ Tables (contracts, see the README):
   created_at, prev_hash, hash``. Milligrams and points are exact integers; a
   reversal carries the negated amounts and the ride's attributes of the credit
   it undoes; a redemption carries negative points and no CO2.
+- ``ledger_checkpoints``: ``entry_id, hash, entries, co2_mg, points,
+  verified_at``: the head of each full verification that passed.
 - ``credit_exclusions``: ``trip_id, rider_id, city, vehicle_type,
   ride_started_at, distance_m, reason, rule_version, created_at``: rides that
   earned nothing, and why.
@@ -66,6 +68,10 @@ CREATE TABLE IF NOT EXISTS ledger (
     hash VARCHAR NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS ledger_once_per_trip ON ledger (trip_id, kind);
+CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+    entry_id BIGINT PRIMARY KEY, hash VARCHAR NOT NULL, entries BIGINT NOT NULL,
+    co2_mg BIGINT NOT NULL, points BIGINT NOT NULL, verified_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS credit_exclusions (
     trip_id VARCHAR PRIMARY KEY, rider_id VARCHAR, city VARCHAR NOT NULL,
     vehicle_type VARCHAR NOT NULL, ride_started_at TIMESTAMPTZ NOT NULL,
@@ -538,11 +544,18 @@ def rider_carbon(
 
 @dataclass(frozen=True, slots=True)
 class LedgerCheck:
-    """Result of ``verify_ledger``: ``ok`` when ``problems`` is empty."""
+    """Result of ``verify_ledger``: ``ok`` when ``problems`` is empty.
+
+    ``from_entry`` is 1 for a full verification; otherwise entries before it
+    were covered by the checkpoint of ``checkpoint_at`` (their count, CO2 and
+    points sums and the checkpoint entry's hash are checked, not each hash).
+    """
 
     entries: int
     head_hash: str
     problems: tuple[str, ...]
+    from_entry: int = 1
+    checkpoint_at: dt.datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -550,13 +563,22 @@ class LedgerCheck:
 
 
 def verify_ledger(
-    con: duckdb.DuckDBPyConnection, *, max_problems: int = 20
+    con: duckdb.DuckDBPyConnection,
+    *,
+    since_checkpoint: bool = False,
+    record: bool = True,
+    max_problems: int = 20,
 ) -> LedgerCheck:
     """Recompute the hash chain and report every entry that does not match.
 
     Each row's hash is recomputed from its stored ``prev_hash`` and fields, and
     each ``prev_hash`` compared with the hash of the entry before: both checks
-    are per row, so DuckDB runs them vectorised over the whole ledger.
+    are per row, so DuckDB runs them vectorised over the whole ledger. A full
+    verification that passes records a checkpoint (``ledger_checkpoints``:
+    head entry, hash, count and sums). With ``since_checkpoint`` only entries
+    after the newest checkpoint are rehashed; before it, the checkpoint entry's
+    hash and the count and sums must still match (an edited amount or a deleted
+    row is caught; an edit of another field of an old row only by a full run).
     """
     ensure_schema(con)
     head = con.execute(
@@ -564,23 +586,44 @@ def verify_ledger(
     ).fetchall()[0]
     if not head[0]:
         return LedgerCheck(0, GENESIS, ())
+    problems: list[str] = []
+    start, prev, at = 1, GENESIS, None
+    if since_checkpoint:
+        cp = con.execute(
+            "SELECT entry_id, hash, entries, co2_mg, points, verified_at "
+            "FROM ledger_checkpoints ORDER BY entry_id DESC LIMIT 1"
+        ).fetchall()
+        if cp:
+            eid, cp_hash, n, co2, pts, at = cp[0]
+            now = con.execute(
+                "SELECT count(*), coalesce(sum(co2_mg), 0), coalesce(sum(points), 0),"
+                " any_value(hash) FILTER (WHERE entry_id = ?) FROM ledger "
+                "WHERE entry_id <= ?",
+                [eid, eid],
+            ).fetchall()[0]
+            if (now[0], now[1], now[2], now[3]) != (n, co2, pts, cp_hash):
+                problems.append(
+                    f"entries up to the checkpoint at entry {eid} changed since it "
+                    f"was verified on {at:%Y-%m-%d %H:%M} UTC (count, sums or hash "
+                    "differ): run `bikefleet ledger verify` to find them"
+                )
+            start, prev = int(eid) + 1, str(cp_hash)
     bad = con.execute(
         f"""
         WITH chk AS (
             SELECT entry_id,
-                   row_number() OVER (ORDER BY entry_id) AS pos,
-                   prev_hash = coalesce(lag(hash) OVER (ORDER BY entry_id), '{GENESIS}')
+                   ? - 1 + row_number() OVER (ORDER BY entry_id) AS pos,
+                   prev_hash = coalesce(lag(hash) OVER (ORDER BY entry_id), ?)
                        AS prev_ok,
                    sha256(prev_hash || chr(10) || {PAYLOAD_SQL}) = hash AS hash_ok
-            FROM ledger
+            FROM ledger WHERE entry_id >= ?
         )
         SELECT entry_id, pos, prev_ok, hash_ok FROM chk
         WHERE entry_id <> pos OR NOT prev_ok OR NOT hash_ok
         ORDER BY entry_id LIMIT ?
         """,
-        [max_problems],
+        [start, prev, start, max_problems],
     ).fetchall()
-    problems: list[str] = []
     for eid, pos, prev_ok, hash_ok in bad:
         if eid != pos:
             problems.append(
@@ -596,4 +639,18 @@ def verify_ledger(
             problems.append(f"entry {eid}: hash does not match its fields (edited)")
     if len(bad) == max_problems:
         problems.append("... stopped after the first problems")
-    return LedgerCheck(int(head[0]), str(head[1]), tuple(problems))
+    check = LedgerCheck(int(head[0]), str(head[1]), tuple(problems), start, at)
+    if check.ok and start == 1 and record:
+        _record_checkpoint(con, check)
+    return check
+
+
+def _record_checkpoint(con: duckdb.DuckDBPyConnection, check: LedgerCheck) -> None:
+    con.execute(
+        "INSERT OR REPLACE INTO ledger_checkpoints "
+        "SELECT entry_id, hash, n, co2, pts, ? FROM ("
+        "SELECT max(entry_id) AS last, count(*) AS n, sum(co2_mg) AS co2, "
+        "sum(points) AS pts FROM ledger) JOIN ledger ON entry_id = last "
+        "WHERE hash = ?",
+        [dt.datetime.now(dt.UTC), check.head_hash],
+    )

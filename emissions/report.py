@@ -29,7 +29,7 @@ import polars as pl
 
 from emissions.config import load_factors
 from emissions.errors import LedgerTamperedError, ReconciliationError
-from emissions.ledger import ensure_schema, verify_ledger
+from emissions.ledger import LedgerCheck, ensure_schema, verify_ledger
 from emissions.types import POLLUTANTS, REASONS, Factor, Settings
 from fleet.errors import InvalidConfigError
 from fleet.store import query_frame
@@ -81,6 +81,7 @@ class Report:
     ledger_net_co2_mg: int
     ledger_entries: int
     ledger_head: str
+    ledger_check: str
     pending_rides: int
     settings: Settings
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -99,8 +100,7 @@ class Report:
         return (
             f"Check passed: CO2 avoided in this report, {self.totals['co2_mg']:,} mg, "
             "equals the ledger's credits minus reversals for rides in the period, "
-            f"{self.ledger_net_co2_mg:,} mg; hash chain of {self.ledger_entries:,} "
-            f"entries verified (head {self.ledger_head[:16]})."
+            f"{self.ledger_net_co2_mg:,} mg; {self.ledger_check}."
         )
 
     def monthly(self) -> pl.DataFrame:
@@ -133,7 +133,7 @@ def build_report(
     if end < start:
         raise InvalidConfigError(f"--to {end} is before --from {start}")
     ensure_schema(con)
-    check = verify_ledger(con)
+    check = verify_ledger(con, since_checkpoint=True)
     if not check.ok:
         raise LedgerTamperedError(
             "the ledger's hash chain does not verify, no report written: "
@@ -263,9 +263,22 @@ def build_report(
         ledger_net_co2_mg=ledger_net,
         ledger_entries=check.entries,
         ledger_head=check.head_hash,
+        ledger_check=_check_text(check),
         pending_rides=pending,
         settings=settings,
         notes=tuple(notes),
+    )
+
+
+def _check_text(check: LedgerCheck) -> str:
+    head = f"head {check.head_hash[:16]}"
+    if check.from_entry == 1:
+        return f"hash chain of {check.entries:,} entries verified ({head})"
+    at = f"{check.checkpoint_at:%Y-%m-%d %H:%M} UTC" if check.checkpoint_at else "?"
+    return (
+        f"hash chain verified from entry {check.from_entry:,} to "
+        f"{check.entries:,} ({head}); entries before it match the checkpoint of "
+        f"the full verification on {at} (count, CO2 and points sums, hash)"
     )
 
 

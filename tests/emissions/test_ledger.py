@@ -188,3 +188,33 @@ def test_credit_store_takes_every_pending_ride_and_reports_progress(store) -> No
     assert s.considered == 200 and seen[-1] == (200, 200) and len(seen) > 2
     assert s.credited + sum(s.excluded.values()) == 200
     assert credit_store(store, SETTINGS).considered == 0
+
+
+def test_checkpoint_lets_reports_rehash_only_new_entries(store) -> None:
+    credit_trips(store, city_rides(60), SETTINGS)
+    full = verify_ledger(store)
+    assert full.ok and full.from_entry == 1
+    credit_trips(store, city_rides(90)[60:], SETTINGS)
+    quick = verify_ledger(store, since_checkpoint=True)
+    assert quick.ok and quick.from_entry == full.entries + 1
+    assert quick.entries > full.entries
+    # A changed amount before the checkpoint: caught by the sums.
+    store.execute("UPDATE ledger SET co2_mg = co2_mg + 1 WHERE entry_id = 3")
+    problems = verify_ledger(store, since_checkpoint=True).problems
+    assert problems and "changed since it was verified" in problems[0]
+    store.execute("UPDATE ledger SET co2_mg = co2_mg - 1 WHERE entry_id = 3")
+    # Another field of an old row: only a full verification sees it.
+    city = store.execute("SELECT city FROM ledger WHERE entry_id = 3").fetchall()[0][0]
+    store.execute("UPDATE ledger SET city = 'gotham' WHERE entry_id = 3")
+    assert verify_ledger(store, since_checkpoint=True).ok
+    assert verify_ledger(store).problems == (
+        "entry 3: hash does not match its fields (edited)",
+    )
+    # A new entry edited after the checkpoint: rehashed, caught.
+    store.execute("UPDATE ledger SET city = ? WHERE entry_id = 3", [city])
+    assert verify_ledger(store, record=False).ok
+    last = full.entries + 2
+    store.execute(f"UPDATE ledger SET note = 'x' WHERE entry_id = {last}")
+    assert verify_ledger(store, since_checkpoint=True).problems == (
+        f"entry {last}: hash does not match its fields (edited)",
+    )

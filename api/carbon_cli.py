@@ -70,7 +70,7 @@ def points(
 ) -> None:
     """A rider's points balance, lifetime CO2 avoided and newest ledger entries.
 
-    Example: bikefleet points R000042 --db data/bikefleet.duckdb
+    Example: bikefleet points R0000042 --db data/bikefleet.duckdb
     """
     con = open_store(db)
     try:

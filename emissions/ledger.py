@@ -175,37 +175,53 @@ def _head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
     return (int(rows[0][0]), str(rows[0][1])) if rows else (0, GENESIS)
 
 
+_CHUNK = 250_000
+
+
 def _append(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame) -> pl.DataFrame:
-    """Number, chain and insert entries (inside the caller's transaction)."""
+    """Number, chain and insert entries (inside the caller's transaction).
+
+    Works in chunks so that the payload strings and hashes of a large batch
+    never sit in memory at once. Returns the first chunk as written.
+    """
     if entries.height == 0:
         return entries
-    last_id, last_hash = _head(con)
+    last_id, prev = _head(con)
     now = dt.datetime.now(dt.UTC)
     framed = entries.with_columns(
         (pl.int_range(entries.height, dtype=pl.Int64) + last_id + 1).alias("entry_id"),
         pl.lit(now).dt.cast_time_unit("us").alias("created_at"),
-    )
-    framed = framed.select([pl.col(c).cast(t) for c, t in _LEDGER_SCHEMA.items()])
-    con.register("_ledger_rows", framed.to_arrow())
-    try:
-        payloads = [
-            r[0]
-            for r in con.execute(f"SELECT {PAYLOAD_SQL} FROM _ledger_rows").fetchall()
-        ]
-        hashes = _chain(last_hash, payloads)
-        framed = framed.with_columns(
-            pl.Series("prev_hash", [last_hash, *hashes[:-1]], pl.String),
-            pl.Series("hash", hashes, pl.String),
-        )
-        con.unregister("_ledger_rows")
-        con.register("_ledger_rows", framed.to_arrow())
-        con.execute(
-            f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
-            f"SELECT {', '.join(LEDGER_COLUMNS)} FROM _ledger_rows"
-        )
-    finally:
-        con.unregister("_ledger_rows")
-    return framed
+    ).select([pl.col(c).cast(t) for c, t in _LEDGER_SCHEMA.items()])
+    first: pl.DataFrame | None = None
+    for off in range(0, framed.height, _CHUNK):
+        chunk = framed.slice(off, _CHUNK)
+        con.register("_ledger_rows", chunk.to_arrow())
+        try:
+            payloads = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT {PAYLOAD_SQL} FROM _ledger_rows ORDER BY entry_id"
+                ).fetchall()
+            ]
+            hashes = _chain(prev, payloads)
+            del payloads
+            chunk = chunk.with_columns(
+                pl.Series("prev_hash", [prev, *hashes[:-1]], pl.String),
+                pl.Series("hash", hashes, pl.String),
+            )
+            prev = hashes[-1]
+            con.unregister("_ledger_rows")
+            con.register("_ledger_rows", chunk.to_arrow())
+            con.execute(
+                f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
+                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM _ledger_rows"
+            )
+        finally:
+            con.unregister("_ledger_rows")
+        if first is None:
+            first = chunk
+    assert first is not None
+    return first
 
 
 def _write(con: duckdb.DuckDBPyConnection, work: Callable[[], Any]) -> Any:

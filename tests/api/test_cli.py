@@ -11,6 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from api.keys import KEY_SCHEMA_SQL
 from emissions.ledger import LEDGER_SCHEMA_SQL
 from fleet.store import SCHEMA_SQL
 from geofence.store import ZONE_SCHEMA_SQL
@@ -35,6 +36,8 @@ COMMANDS = (
     "ledger verify",
     "ledger reverse",
     "report",
+    "keys create",
+    "serve",
 )
 
 
@@ -62,7 +65,11 @@ def test_readme_documents_every_command_and_table() -> None:
         assert f"`bikefleet {command}" in readme, command
     tables = re.findall(
         r"CREATE TABLE IF NOT EXISTS (\w+)",
-        SCHEMA_SQL + ZONE_SCHEMA_SQL + PLAN_SCHEMA_SQL + LEDGER_SCHEMA_SQL,
+        SCHEMA_SQL
+        + ZONE_SCHEMA_SQL
+        + PLAN_SCHEMA_SQL
+        + LEDGER_SCHEMA_SQL
+        + KEY_SCHEMA_SQL,
     )
     for table in tables:
         assert f"| `{table}` |" in readme, table

@@ -218,3 +218,12 @@ def test_checkpoint_lets_reports_rehash_only_new_entries(store) -> None:
     assert verify_ledger(store, since_checkpoint=True).problems == (
         f"entry {last}: hash does not match its fields (edited)",
     )
+
+
+def test_chain_holds_across_write_chunks(store, monkeypatch) -> None:
+    import emissions.ledger as ledger
+
+    monkeypatch.setattr(ledger, "_CHUNK", 7)
+    s = credit_trips(store, city_rides(60), SETTINGS)
+    check = verify_ledger(store)
+    assert check.ok and check.entries == s.credited > 14

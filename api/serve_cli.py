@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from typing import Annotated
 
 import typer
@@ -65,3 +68,32 @@ def serve(
         log_level="warning",
         access_log=False,
     )
+
+
+def start_server(
+    db: str, port: int, *, timeout_s: float = 60.0, log: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``bikefleet serve`` as a child process on 127.0.0.1 and wait until
+    /healthz answers (tests and benchmarks use it); raise if it dies first."""
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--db", db, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=log if log is not None else subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if (
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code
+                == 200
+            ):
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"bikefleet serve did not start on port {port}")
+        time.sleep(0.2)

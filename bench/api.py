@@ -41,6 +41,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from api.keys import create_key  # noqa: E402
+from api.serve_cli import start_server  # noqa: E402
 from fleet.store import open_store  # noqa: E402
 from geofence.io import parse_zone_bytes  # noqa: E402
 from geofence.store import save_zone_set  # noqa: E402
@@ -146,33 +147,11 @@ def main() -> None:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "serve",
-            "--db",
-            str(db),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     figures: dict[str, object] = {"zones": len(zs.zones)}
+    t = time.perf_counter()
+    server = start_server(str(db), port, timeout_s=300)
+    print(f"server up in {time.perf_counter() - t:.1f} s (store load + index)")
     try:
-        t = time.perf_counter()
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-            if server.poll() is not None:
-                sys.exit(server.stderr.read().decode())
-        print(f"server up in {time.perf_counter() - t:.1f} s (store load + index)")
-
         single = tmp / "single.txt"
         single.write_text(
             "\n".join(
@@ -251,7 +230,7 @@ def main() -> None:
         )
     finally:
         server.terminate()
-        server.communicate(timeout=30)
+        server.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
     (OUT / "api.json").write_text(json.dumps(figures, indent=2))
 

@@ -21,9 +21,9 @@ from typing import Any
 from emissions.errors import FactorError
 from emissions.types import Factor, Rules, Settings
 
-__all__ = ["available_versions", "load_factors", "load_settings"]
+__all__ = ["VALUE_COLUMNS", "available_versions", "load_factors", "load_settings"]
 
-_VALUE_COLUMNS = (
+VALUE_COLUMNS = (
     "baseline_co2_g_pkm",
     "ride_co2_g_pkm",
     "co2_g_pkm",
@@ -72,14 +72,14 @@ def load_factors(version: str, factor_dir: Path | None = None) -> tuple[Factor, 
 
 def _factor_row(rec: dict[str, str], path: Path, line: int, version: str) -> Factor:
     where = f"{path.name} line {line}"
-    missing = [c for c in (*_VALUE_COLUMNS, "version", "source") if not rec.get(c)]
+    missing = [c for c in (*VALUE_COLUMNS, "version", "source") if not rec.get(c)]
     if missing:
         raise FactorError(f"{where}: missing {', '.join(missing)}")
     if rec["version"] != version:
         raise FactorError(f"{where}: version {rec['version']!r} in file {version}.csv")
     g: dict[str, Decimal] = {}
     ug: dict[str, int] = {}
-    for col in _VALUE_COLUMNS:
+    for col in VALUE_COLUMNS:
         try:
             d = Decimal(rec[col].strip())
         except InvalidOperation:

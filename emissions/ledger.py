@@ -83,12 +83,8 @@ CREATE TABLE IF NOT EXISTS credit_exclusions (
 GENESIS = "0" * 64
 
 _AMOUNTS = ("co2_mg", *(f"{p}_mg" for p in POLLUTANTS), "points")
-LEDGER_COLUMNS = (
-    "entry_id",
-    "rider_id",
-    "trip_id",
-    "kind",
-    *_AMOUNTS,
+#: What a reversal copies from the credit it undoes.
+_RIDE_FIELDS = (
     "distance_m",
     "city",
     "vehicle_type",
@@ -96,6 +92,14 @@ LEDGER_COLUMNS = (
     "ride_started_at",
     "factor_version",
     "rule_version",
+)
+LEDGER_COLUMNS = (
+    "entry_id",
+    "rider_id",
+    "trip_id",
+    "kind",
+    *_AMOUNTS,
+    *_RIDE_FIELDS,
     "note",
     "created_at",
     "prev_hash",
@@ -468,13 +472,7 @@ def reverse(
             "trip_id",
             pl.lit("reversal").alias("kind"),
             *[(-pl.col(a)).alias(a) for a in _AMOUNTS],
-            "distance_m",
-            "city",
-            "vehicle_type",
-            "metro",
-            "ride_started_at",
-            "factor_version",
-            "rule_version",
+            *_RIDE_FIELDS,
             pl.lit(note).alias("note"),
         )
         return _append(con, entry).row(0, named=True)

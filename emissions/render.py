@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from emissions.config import VALUE_COLUMNS
 from emissions.report import BOUNDARY, METHOD, Report, mg_to
 from emissions.types import POLLUTANTS
 
@@ -106,37 +107,14 @@ def _factor_rows(r: Report) -> list[list[Any]]:
             f.version,
             f.city_class,
             f.vehicle_type,
-            *(
-                f.g_pkm[c]
-                for c in (
-                    "baseline_co2_g_pkm",
-                    "ride_co2_g_pkm",
-                    "co2_g_pkm",
-                    "co_g_pkm",
-                    "hc_g_pkm",
-                    "nox_g_pkm",
-                    "pm_g_pkm",
-                )
-            ),
+            *(f.g_pkm[c] for c in VALUE_COLUMNS),
             f.source,
         ]
         for f in r.factors
     ]
 
 
-FACTOR_HEADER = (
-    "version",
-    "city_class",
-    "vehicle_type",
-    "baseline_co2_g_pkm",
-    "ride_co2_g_pkm",
-    "co2_g_pkm",
-    "co_g_pkm",
-    "hc_g_pkm",
-    "nox_g_pkm",
-    "pm_g_pkm",
-    "source",
-)
+FACTOR_HEADER = ("version", "city_class", "vehicle_type", *VALUE_COLUMNS, "source")
 
 
 def write_report(r: Report, fmt: str, path: Path) -> Path:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from api.serve_cli import start_server
 from tests.api.apikit import INSIDE_NO_PARKING, bearer, load_zones, make_keys, zones_doc
 
 
@@ -27,37 +26,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     load_zones(db, zones_doc())
     keys = make_keys(db)
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "serve",
-            "--db",
-            str(db),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_server(str(db), port)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {proc.communicate()}")
-            time.sleep(0.2)
         yield base, keys
     finally:
         proc.terminate()
-        proc.communicate(timeout=20)
+        proc.wait(timeout=20)
 
 
 def test_real_server_answers_and_refuses(server) -> None:

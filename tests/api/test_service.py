@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+import duckdb
 import openpyxl
 import pytest
 from fastapi.testclient import TestClient
@@ -403,3 +404,35 @@ def test_health_and_openapi(api) -> None:
         "/metrics",
     } <= set(spec["paths"])
     assert api.get("/docs").status_code == 200
+
+
+def test_keys_create_prints_the_key_alone_on_its_last_line(tmp_path: Path) -> None:
+    from tests.api.test_cli import cli
+
+    db = tmp_path / "k.duckdb"
+    r = cli(
+        "keys",
+        "create",
+        "--scope",
+        "parking:check",
+        "--scope",
+        "zones:read",
+        "--db",
+        str(db),
+    )
+    assert r.returncode == 0, r.stderr
+    key = r.stdout.splitlines()[-1]
+    assert key.startswith("bf_") and " " not in key
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = con.execute("SELECT secret_sha256, scopes FROM api_keys").fetchall()
+    assert key.split("_", 2)[2] not in str(stored)  # only the hash is kept
+    assert sorted(stored[0][1]) == ["parking:check", "zones:read"]
+    bad = cli("keys", "create", "--scope", "root", "--db", str(db))
+    assert bad.returncode == 2 and "unknown scope(s) root" in bad.stderr
+    with TestClient(create_app(db)) as client:
+        h = bearer(key)
+        # No zone set yet: checks and the feed say so instead of guessing.
+        r = client.post("/v1/parking/check", json={"lat": 1, "lng": 1}, headers=h)
+        assert r.status_code == 503 and "PUT /v1/zones" in r.json()["detail"]
+        assert client.get("/gbfs/v3/geofencing_zones.json").status_code == 503
+        assert client.get("/healthz").json()["zone_version"] is None

@@ -73,7 +73,7 @@ from emissions.types import Settings
 from fleet.cells import DEFAULT_RES, index_points
 from fleet.errors import BikeFleetError
 from fleet.pipeline import TRIP_STORE_COLUMNS
-from fleet.store import open_store
+from fleet.store import open_store, query_frame
 from geofence.errors import GeofenceError, NoZonesError
 from geofence.index import ZoneIndex
 from geofence.io import parse_zone_bytes
@@ -233,8 +233,11 @@ class Service:
 # -- middleware ------------------------------------------------------------------
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """A body that grew past its limit while being read (no Content-Length)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit:,} bytes")
 
 
 def _limit_for(path: str) -> int:
@@ -276,7 +279,7 @@ class Guard:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
+                    raise _TooLarge(limit)
             return msg
 
         async def sending(msg: dict[str, Any]) -> None:
@@ -548,6 +551,10 @@ def _store_ride(svc: Service, ride: RideIn) -> tuple[dict[str, Any], bool]:
                     )
                 finally:
                     cur.unregister("_ride")
+            else:  # stored by an earlier load: credit the ride as stored
+                frame = query_frame(
+                    cur, "SELECT * FROM trips WHERE trip_id = ?", [ride.trip_id]
+                )
             credit_trips(cur, frame, svc.settings)
             found = trip_decision(cur, ride.trip_id)
             assert found is not None

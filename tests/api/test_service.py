@@ -436,3 +436,18 @@ def test_keys_create_prints_the_key_alone_on_its_last_line(tmp_path: Path) -> No
         assert r.status_code == 503 and "PUT /v1/zones" in r.json()["detail"]
         assert client.get("/gbfs/v3/geofencing_zones.json").status_code == 503
         assert client.get("/healthz").json()["zone_version"] is None
+
+
+def test_chunked_body_over_the_limit_is_413(api) -> None:
+    def chunks():
+        yield b'{"lat": 1, "lng": 1, "bike_id": "'
+        for _ in range(20):
+            yield b"x" * 4096
+        yield b'"}'
+
+    r = api.post(
+        "/v1/parking/check",
+        content=chunks(),
+        headers=H(api) | {"content-type": "application/json"},
+    )
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"

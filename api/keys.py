@@ -84,7 +84,12 @@ class KeyRing:
         self._con = con
         self._cache: dict[str, tuple[str, ApiKey] | None] = {}
         self._lock = threading.Lock()
-        con.execute(KEY_SCHEMA_SQL)
+        have = con.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_name = 'api_keys' AND table_catalog = current_database()"
+        ).fetchall()[0][0]
+        if not have:  # a read-only snapshot always has the table
+            con.execute(KEY_SCHEMA_SQL)
 
     def authenticate(self, presented: str) -> ApiKey | None:
         """The key's record if ``presented`` is a valid, unrevoked key, else None."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from api.clikit import DbOpt, friendly, out
 from api.keys import SCOPES, create_key
+from fleet.errors import InvalidConfigError
 from fleet.store import default_db_path, open_store
 
 keys_app = typer.Typer(
@@ -47,53 +50,131 @@ def keys_create(
 def serve(
     db: DbOpt = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Processes sharing the port: one owns the store, the others "
+            "answer parking checks and pass the rest to it (see the README).",
+            min=1,
+            max=32,
+        ),
+    ] = 1,
+    replica_of: Annotated[
+        str | None, typer.Option(hidden=True, help="Internal: run as a replica.")
+    ] = None,
 ) -> None:
     """Start the HTTP service (OpenAPI at /docs) on the embedded DuckDB store.
 
-    Example: bikefleet serve --db data/bikefleet.duckdb --port 8000
+    Example: bikefleet serve --db data/bikefleet.duckdb --port 8000 --workers 2
     """
     import uvicorn
 
     from api.service import create_app
+    from api.workers import latest_snapshot, reuse_port_socket
 
-    app = create_app(db or default_db_path())
-    out.print(f"bikefleet API on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
+    opts = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "warning",
+        "access_log": False,
+    }
+    if replica_of is not None:  # db is the primary's snapshot folder
+        app = create_app(Path(db or "."), replica_of=replica_of)
+        sock = reuse_port_socket(host, port)
+        uvicorn.Server(uvicorn.Config(app, **opts)).run(sockets=[sock])
+        return
+    path = db or default_db_path()
+    if workers == 1:
+        app = create_app(path)
+        out.print(f"bikefleet API on http://{host}:{port} (docs at /docs)")
+        uvicorn.run(app, host=host, port=port, **opts)
+        return
+    folder = Path(f"{path}.workers")
+    app = create_app(path, snapshot_dir=folder)
+    if latest_snapshot(folder) is None:
+        raise InvalidConfigError(
+            "--workers needs a zone set to share: load one first "
+            "(`bikefleet zones load FILE`)"
+        )
+    private = socket.socket()
+    private.bind(("127.0.0.1", 0))
+    private.listen(2048)
+    primary = f"http://127.0.0.1:{private.getsockname()[1]}"
+    public = reuse_port_socket(host, port)
+    replicas = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "serve",
+                "--db",
+                str(folder),
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--replica-of",
+                primary,
+            ]
+        )
+        for _ in range(workers - 1)
+    ]
+    out.print(
+        f"bikefleet API on http://{host}:{port} (docs at /docs): 1 primary "
+        f"owning {path}, {workers - 1} replica(s)"
     )
+    try:
+        uvicorn.Server(uvicorn.Config(app, **opts)).run(sockets=[public, private])
+    finally:
+        for p in replicas:
+            p.terminate()
+        for p in replicas:
+            p.wait(timeout=30)
 
 
 def start_server(
-    db: str, port: int, *, timeout_s: float = 60.0, log: int | None = None
+    db: str,
+    port: int,
+    *,
+    timeout_s: float = 60.0,
+    log: int | None = None,
+    workers: int = 1,
 ) -> subprocess.Popen[bytes]:
     """Start ``bikefleet serve`` as a child process on 127.0.0.1 and wait until
     /healthz answers (tests and benchmarks use it); raise if it dies first."""
     import httpx
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--db", db, "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "serve",
+            "--db",
+            db,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=log if log is not None else subprocess.DEVNULL,
     )
     deadline = time.monotonic() + timeout_s
-    while True:
+    answered: set[str] = set()
+    while True:  # up when every worker has answered once
         try:
-            if (
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code
-                == 200
-            ):
-                return proc
+            r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            if r.status_code == 200:
+                answered.add(r.headers.get("x-bikefleet-worker", "primary"))
+                if len(answered) >= workers:
+                    return proc
         except httpx.TransportError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             proc.wait()
             raise RuntimeError(f"bikefleet serve did not start on port {port}")
-        time.sleep(0.2)
+        time.sleep(0.1 if answered else 0.2)

@@ -20,6 +20,8 @@ import datetime as dt
 import gc
 import logging
 import multiprocessing
+import os
+import signal
 import tempfile
 import threading
 import time
@@ -65,6 +67,7 @@ from api.models import (
     RideOut,
     ZonesInfo,
 )
+from api.workers import Forward, latest_snapshot, write_snapshot
 from emissions.config import load_settings
 from emissions.ledger import credit_trips, reverse, rider_carbon, trip_decision
 from emissions.render import write_report
@@ -191,11 +194,28 @@ class Metrics:
 
 
 class Service:
-    """The app's state: the store, keys, zones, jobs, metrics."""
+    """The app's state: the store, keys, zones, jobs, metrics.
 
-    def __init__(self, db: Path | str, settings: Settings) -> None:
+    A primary (the default) owns the store; with ``snapshot_dir`` it also
+    publishes zone snapshots for replicas (``api.workers``). A replica
+    (``replica=True``) reads ``db`` as a snapshot folder, read-only.
+    """
+
+    def __init__(
+        self,
+        db: Path | str,
+        settings: Settings,
+        *,
+        snapshot_dir: Path | None = None,
+        replica: bool = False,
+    ) -> None:
         self.db = str(db)
         self.settings = settings
+        self.snapshot_dir = snapshot_dir
+        self.replica = replica
+        self.worker = f"replica-{os.getpid()}" if replica else "primary"
+        self.snapshot: Path | None = None
+        self.parent = os.getppid()
         self.metrics = Metrics()
         self.zones: ZoneState | None = None
         self.ride_lock = threading.Lock()
@@ -207,7 +227,13 @@ class Service:
         """Open the store (again, after a shutdown) and load the active zones."""
         if self._con is not None:
             return
-        self._con = open_store(self.db)
+        if self.replica:
+            self.snapshot = latest_snapshot(Path(self.db))
+            if self.snapshot is None:
+                raise NoZonesError(f"no zone snapshot in {self.db} yet")
+            self._con = duckdb.connect(str(self.snapshot), read_only=True)
+        else:
+            self._con = open_store(self.db)
         self.keys = KeyRing(self._con)
         self.planner = ThreadPoolExecutor(1, thread_name_prefix="planner")
         self.zone_lock = asyncio.Lock()
@@ -216,6 +242,35 @@ class Service:
         if version is not None and version != current:
             self.zones = _zone_state(self._con, version)
             self.metrics.zone_version.set(version)
+        self.publish()
+
+    def publish(self) -> None:
+        """Write a snapshot for the replicas (a primary with a snapshot folder)."""
+        if self.snapshot_dir is not None and not self.replica:
+            cur = self.cursor()
+            try:
+                write_snapshot(cur, self.snapshot_dir)
+            finally:
+                cur.close()
+
+    def follow(self) -> bool:
+        """Replica: swap in the newest snapshot if the primary wrote one."""
+        path = latest_snapshot(Path(self.db))
+        if path is None or path == self.snapshot:
+            return False
+        con = duckdb.connect(str(path), read_only=True)
+        version = active_version(con)
+        if version is None:
+            con.close()
+            return False
+        state = _zone_state(con, version)
+        keys = KeyRing(con)
+        old, self._con, self.snapshot = self._con, con, path
+        self.keys, self.zones = keys, state  # each one reference assignment
+        self.metrics.zone_version.set(version)
+        if old is not None:
+            old.close()
+        return True
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
@@ -250,9 +305,10 @@ def _limit_for(path: str) -> int:
 class Guard:
     """Pure ASGI middleware: body size limits (413) and request metrics."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: Any, metrics: Metrics, worker: str = "primary") -> None:
         self.app = app
         self.metrics = metrics
+        self.worker = (b"x-bikefleet-worker", worker.encode())
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -286,6 +342,7 @@ class Guard:
             if msg["type"] == "http.response.start":
                 status["code"] = msg["status"]
                 status["started"] = True
+                msg["headers"] = [*msg.get("headers", ()), self.worker]
             await send(msg)
 
         try:
@@ -610,15 +667,30 @@ def create_app(
     *,
     settings: Settings | None = None,
     work_dir: Path | None = None,
+    snapshot_dir: Path | None = None,
+    replica_of: str | None = None,
 ) -> FastAPI:
-    """The bikefleet HTTP service over the store ``db``."""
-    svc = Service(db, settings or load_settings())
+    """The bikefleet HTTP service over the store ``db``.
+
+    ``snapshot_dir``: also publish zone snapshots there for replica workers.
+    ``replica_of``: run as a replica of the primary at that URL, ``db`` being
+    the primary's snapshot folder (see ``api.workers``).
+    """
+    svc = Service(
+        db,
+        settings or load_settings(),
+        snapshot_dir=snapshot_dir,
+        replica=replica_of is not None,
+    )
     scratch = work_dir or Path(tempfile.mkdtemp(prefix="bikefleet-api-"))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         svc.open()
+        follower = asyncio.create_task(_follow(svc)) if svc.replica else None
         yield
+        if follower is not None:
+            follower.cancel()
         svc.close()
 
     app = FastAPI(
@@ -637,7 +709,9 @@ def create_app(
         },
     )
     app.state.svc = svc
-    app.add_middleware(Guard, metrics=svc.metrics)
+    if replica_of is not None:
+        app.add_middleware(Forward, primary=replica_of)
+    app.add_middleware(Guard, metrics=svc.metrics, worker=svc.worker)
     _errors(app)
 
     @app.get("/healthz", tags=["ops"])
@@ -742,6 +816,7 @@ def create_app(
             state = await run_in_threadpool(_swap_zones, svc, raw)
         svc.zones = state  # the swap: one reference assignment
         svc.metrics.zone_version.set(state.version)
+        await run_in_threadpool(svc.publish)
         return JSONOut(state.info)
 
     @app.get("/gbfs/v3/geofencing_zones.json", tags=["zones"])
@@ -889,6 +964,19 @@ def create_app(
         return FileResponse(path, media_type=REPORT_TYPES[format], filename=path.name)
 
     return app
+
+
+async def _follow(svc: Service) -> None:
+    """Replica: look for a new zone snapshot every second."""
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != svc.parent:  # the primary is gone: so are we
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        try:
+            await run_in_threadpool(svc.follow)
+        except Exception:  # a half-written or vanished file: try again next time
+            log.exception("replica could not load the newest snapshot")
 
 
 def _job_json(job: dict[str, Any]) -> dict[str, Any]:

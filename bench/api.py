@@ -1,6 +1,7 @@
 """HTTP benchmark: a real uvicorn server, wrk as the load, 100,000 zones loaded.
 
 Run:  .venv/bin/python bench/api.py [--bays 100000] [--seconds 15] [--connections 32]
+                                   [--workers 1]
 
 Needs wrk (Debian: ``apt-get install wrk``). Steps:
 
@@ -129,6 +130,12 @@ def main() -> None:
     ap.add_argument("--bays", type=int, default=100_000)
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (bikefleet serve --workers)",
+    )
     a = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/api.py needs wrk: apt-get install wrk")
@@ -147,9 +154,9 @@ def main() -> None:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    figures: dict[str, object] = {"zones": len(zs.zones)}
+    figures: dict[str, object] = {"zones": len(zs.zones), "workers": a.workers}
     t = time.perf_counter()
-    server = start_server(str(db), port, timeout_s=300)
+    server = start_server(str(db), port, timeout_s=300, workers=a.workers)
     print(f"server up in {time.perf_counter() - t:.1f} s (store load + index)")
     try:
         single = tmp / "single.txt"
@@ -167,7 +174,8 @@ def main() -> None:
         r = wrk(s_lua, base, seconds=a.seconds, connections=a.connections)
         figures["single"] = {k: v for k, v in r.items() if k != "raw"}
         print(
-            f"single check, {a.connections} connections: {r['rps']:,.0f} req/s, "
+            f"single check, {a.workers} worker(s), {a.connections} connections: "
+            f"{r['rps']:,.0f} req/s, "
             f"p50 {r['p50_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms, p99 "
             f"{r['p99_ms']:.2f} ms (targets >= 3,000/s, p99 <= 15 ms); "
             f"non-2xx {r['non_2xx']}, socket errors {r['socket_errors']}"

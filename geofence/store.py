@@ -62,7 +62,14 @@ CREATE TABLE IF NOT EXISTS zones (
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(ZONE_SCHEMA_SQL)
+    """Create the zone tables unless they exist (a read-only store may hold them)."""
+    have = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name IN ('zone_sets', 'zones') AND table_schema = 'main' "
+        "AND table_catalog = current_database()"
+    ).fetchall()[0][0]
+    if have < 2:
+        con.execute(ZONE_SCHEMA_SQL)
 
 
 # fleet.store.transaction does the same; geofence stands alone, so its own.

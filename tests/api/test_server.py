@@ -102,3 +102,63 @@ def test_zone_swap_during_concurrent_checks_loses_no_request(server) -> None:
     # Every answer came whole from one set: its version names its zone.
     assert all(names[v] == z for _, v, z in seen)
     assert {v for _, v, _ in seen} >= {1, max(names)}
+
+
+def test_two_workers_share_the_port_and_follow_zone_swaps(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    db = tmp_path_factory.mktemp("workers") / "w.duckdb"
+    load_zones(db, zones_doc())
+    keys = make_keys(db)
+    port = free_port()
+    proc = start_server(str(db), port, workers=2)
+    base = f"http://127.0.0.1:{port}"
+    lat, lng = INSIDE_NO_PARKING
+
+    def round_of_checks(n: int = 40) -> list[tuple[str, int, str]]:
+        seen = []
+        for _ in range(n):  # a new connection each time: the kernel spreads them
+            r = httpx.post(
+                base + "/v1/parking/check",
+                json={"lat": lat, "lng": lng},
+                headers=bearer(keys["all"]),
+            )
+            assert r.status_code == 200, r.text
+            seen.append(
+                (
+                    r.headers["x-bikefleet-worker"],
+                    r.json()["zone_version"],
+                    r.json()["zone_id"],
+                )
+            )
+        return seen
+
+    try:
+        first = round_of_checks()
+        workers = {w for w, _, _ in first}
+        assert "primary" in workers and any(w.startswith("replica-") for w in workers)
+        assert {(v, z) for _, v, z in first} == {(1, "metro-exit")}
+        # Keys hold on every worker; the store's endpoints reach the primary.
+        for _ in range(10):
+            assert httpx.get(base + "/v1/zones").status_code == 401
+            r = httpx.get(
+                base + "/v1/riders/R1/carbon", headers=bearer(keys["carbon:read"])
+            )
+            assert r.status_code == 200 and r.json()["points"] == 0
+        r = httpx.put(
+            base + "/v1/zones",
+            json=zones_doc("moved-exit"),
+            headers=bearer(keys["zones:write"]),
+            timeout=60,
+        )
+        assert r.status_code == 200 and r.json()["version"] == 2
+        deadline = time.monotonic() + 20
+        while True:
+            now = round_of_checks(20)
+            if {(v, z) for _, v, z in now} == {(2, "moved-exit")}:
+                break
+            assert time.monotonic() < deadline, now
+            time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -275,6 +275,11 @@ def _check_text(check: LedgerCheck) -> str:
     if check.from_entry == 1:
         return f"hash chain of {check.entries:,} entries verified ({head})"
     at = f"{check.checkpoint_at:%Y-%m-%d %H:%M} UTC" if check.checkpoint_at else "?"
+    if check.from_entry > check.entries:
+        return (
+            f"all {check.entries:,} entries match the checkpoint of the full "
+            f"verification on {at} (count, CO2 and points sums, {head}); none since"
+        )
     return (
         f"hash chain verified from entry {check.from_entry:,} to "
         f"{check.entries:,} ({head}); entries before it match the checkpoint of "

@@ -139,3 +139,11 @@ def test_files_carry_the_same_numbers(credited, tmp_path: Path) -> None:
 
     page = (tmp_path / "r.html").read_text()
     assert page.count("<svg") == 2 and str(total_t) in page
+
+
+def test_second_report_uses_the_checkpoint_of_the_first(credited) -> None:
+    first = build_report(credited, SETTINGS, start=YEAR[0], end=YEAR[1])
+    assert "hash chain of 7 entries verified" in first.reconciliation
+    again = build_report(credited, SETTINGS, start=YEAR[0], end=YEAR[1])
+    assert "all 7 entries match the checkpoint" in again.reconciliation
+    assert again.totals == first.totals

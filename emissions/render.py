@@ -161,12 +161,14 @@ def _figures(r: Report) -> list[Any]:
     fig2, ax2 = plt.subplots(figsize=(4, 3.2))
     values = [max(v, 0) for v in veh["co2_mg"].to_list()]
     if sum(values):
-        ax2.pie(
+        _, _, shares = ax2.pie(
             values,
             labels=veh["vehicle_type"].to_list(),
             autopct="%1.1f%%",
             colors=["#264653", "#e9c46a"],
         )
+        for text, colour in zip(shares, ("white", "black"), strict=False):
+            text.set_color(colour)  # readable on the dark and the light wedge
     else:
         ax2.text(0.5, 0.5, "no credited rides", ha="center")
         ax2.axis("off")

@@ -134,12 +134,18 @@ def serve(
             p.wait(timeout=30)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def start_server(
     db: str,
     port: int,
     *,
     timeout_s: float = 60.0,
-    log: int | None = None,
     workers: int = 1,
 ) -> subprocess.Popen[bytes]:
     """Start ``bikefleet serve`` as a child process on 127.0.0.1 and wait until
@@ -160,7 +166,7 @@ def start_server(
             str(workers),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=log if log is not None else subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + timeout_s
     answered: set[str] = set()

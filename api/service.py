@@ -996,25 +996,21 @@ def _swap_zones(svc: Service, raw: bytes) -> ZoneState:
     process into a staging store, then copied into ours in one transaction.
     """
     source = "PUT /v1/zones"
-    if len(raw) <= STAGE_IN_CHILD_BYTES:
-        zs, sha = parse_zone_bytes(raw, source=source)
-        cur = svc.cursor()
-        try:
+    cur = svc.cursor()
+    try:
+        if len(raw) <= STAGE_IN_CHILD_BYTES:
+            zs, sha = parse_zone_bytes(raw, source=source)
             version = save_zone_set(cur, zs, source=source, sha256=sha)
-            return _zone_state(cur, version)
-        finally:
-            cur.close()
-    with tempfile.TemporaryDirectory(prefix="bikefleet-zones-") as tmp:
-        staged = str(Path(tmp) / "staged.duckdb")
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-            pool.submit(stage_zone_document, raw, staged, source).result()
-        cur = svc.cursor()
-        try:
-            version = copy_zone_set(cur, staged)
-            return _zone_state(cur, version)
-        finally:
-            cur.close()
+        else:
+            with tempfile.TemporaryDirectory(prefix="bikefleet-zones-") as tmp:
+                staged = str(Path(tmp) / "staged.duckdb")
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                    pool.submit(stage_zone_document, raw, staged, source).result()
+                version = copy_zone_set(cur, staged)
+        return _zone_state(cur, version)
+    finally:
+        cur.close()
 
 
 def _errors(app: FastAPI) -> None:

@@ -27,7 +27,6 @@ import argparse
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from api.keys import create_key  # noqa: E402
-from api.serve_cli import start_server  # noqa: E402
+from api.serve_cli import free_port, start_server  # noqa: E402
 from fleet.store import open_store  # noqa: E402
 from geofence.io import parse_zone_bytes  # noqa: E402
 from geofence.store import save_zone_set  # noqa: E402
@@ -62,12 +61,6 @@ request = function()
   return wrk.format(nil, "%(path)s", nil, bodies[i])
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def query_points(doc: dict, n: int, seed: int) -> list[tuple[float, float]]:

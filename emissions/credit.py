@@ -27,8 +27,9 @@ from emissions.types import POLLUTANTS, Settings
 from fleet.cities import CITIES
 from fleet.errors import InvalidConfigError
 from fleet.geo import haversine_expr
+from fleet.schema import TRIP_COLUMNS
 
-__all__ = ["ASSESSED_SCHEMA", "assess"]
+__all__ = ["ASSESSED_SCHEMA", "assess", "local_date_expr"]
 
 #: Columns of ``assess``'s result.
 ASSESSED_SCHEMA = {
@@ -46,22 +47,11 @@ ASSESSED_SCHEMA = {
     "points": pl.Int64,
 }
 
-_NEEDED = (
-    "trip_id",
-    "rider_id",
-    "vehicle_type",
-    "city",
-    "started_at",
-    "ended_at",
-    "start_lat",
-    "start_lng",
-    "end_lat",
-    "end_lng",
-    "distance_m",
-)
+#: Canonical trip columns a credit needs (all but ``bike_id``).
+_NEEDED = tuple(c for c in TRIP_COLUMNS if c != "bike_id")
 
 
-def _local_date(cities: list[str]) -> pl.Expr:
+def local_date_expr(cities: list[str]) -> pl.Expr:
     """The start's local calendar date in each city's time zone (UTC if unknown)."""
     expr: pl.Expr | pl.When | pl.Then | None = None
     for c in cities:
@@ -114,7 +104,7 @@ def assess(
             .alias("_dur_s"),
         )
         .with_columns(
-            _local_date(cities).alias("local_date"),
+            local_date_expr(cities).alias("local_date"),
             pl.coalesce(
                 pl.col("distance_m"),
                 pl.col("_gc") * float(settings.route_factor),

@@ -37,10 +37,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from emissions.credit import assess
+from emissions.credit import assess, local_date_expr
 from emissions.errors import InsufficientPointsError, UnknownTripError
 from emissions.types import POLLUTANTS, Settings
-from fleet.cities import CITIES
 from fleet.store import query_frame, transaction
 
 __all__ = [
@@ -271,22 +270,12 @@ def _prior_counts(
         con.unregister("_riders")
     if rows.height == 0:
         return None
-    parts = []
-    for (city,), g in rows.group_by("city"):
-        tz = CITIES[city].timezone if city in CITIES else "UTC"
-        parts.append(
-            g.select(
-                "rider_id",
-                pl.col("started_at")
-                .dt.convert_time_zone(tz)
-                .dt.date()
-                .alias("local_date"),
-            )
-        )
-    return (
-        pl.concat(parts)
-        .group_by("rider_id", "local_date")
-        .agg(pl.len().cast(pl.Int64).alias("credited"))
+    local = rows.select(
+        "rider_id",
+        local_date_expr(rows["city"].unique().to_list()).alias("local_date"),
+    )
+    return local.group_by("rider_id", "local_date").agg(
+        pl.len().cast(pl.Int64).alias("credited")
     )
 
 

@@ -79,8 +79,6 @@ class Report:
     totals: dict[str, int]
     operations: dict[str, Any]
     ledger_net_co2_mg: int
-    ledger_entries: int
-    ledger_head: str
     ledger_check: str
     pending_rides: int
     settings: Settings
@@ -261,8 +259,6 @@ def build_report(
         totals=totals,
         operations=operations,
         ledger_net_co2_mg=ledger_net,
-        ledger_entries=check.entries,
-        ledger_head=check.head_hash,
         ledger_check=_check_text(check),
         pending_rides=pending,
         settings=settings,

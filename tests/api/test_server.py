@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -10,14 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from api.serve_cli import start_server
+from api.serve_cli import free_port, start_server
 from tests.api.apikit import INSIDE_NO_PARKING, bearer, load_zones, make_keys, zones_doc
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
-"""``bikefleet credit | points | ledger ... | report``: carbon points, ESG reports."""
+"""``bikefleet credit | points | ledger ... | report``: thin adapters over
+``api.usecases.carbon``."""
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -11,11 +11,19 @@ import typer
 from rich.table import Table
 
 from api.clikit import CityOpt, DbOpt, friendly, out, parse_date, progress
+from api.usecases.carbon import (
+    credit_rides,
+    emissions_report,
+    reverse_ride,
+    rider_points,
+    verify,
+)
+from api.usecases.store import Store
 from emissions.config import load_settings
-from emissions.ledger import credit_store, reverse, rider_carbon, verify_ledger
 from emissions.render import FORMATS, write_report
-from emissions.report import Report, build_report, mg_to
-from fleet.store import open_store
+from emissions.report import Report, mg_to
+from fleet.errors import InvalidConfigError
+from fleet.store import default_db_path
 
 SettingsOpt = Annotated[
     Path | None,
@@ -41,17 +49,13 @@ def credit(
     Example: bikefleet credit --db data/bikefleet.duckdb
     """
     cfg = load_settings(settings)
-    con = open_store(db)
-    try:
-        with progress() as bar:
-            task = bar.add_task("crediting rides", total=None)
+    with Store.open(db) as store, progress() as bar:
+        task = bar.add_task("crediting rides", total=None)
 
-            def tick(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def tick(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            s = credit_store(con, cfg, city=city, on_batch=tick)
-    finally:
-        con.close()
+        s = credit_rides(store, cfg, city=city, on_batch=tick)
     out.print(
         f"{s.considered:,} rides considered: {s.credited:,} credited, "
         f"{s.considered - s.credited:,} excluded; "
@@ -72,14 +76,14 @@ def points(
 
     Example: bikefleet points R0000042 --db data/bikefleet.duckdb
     """
-    con = open_store(db)
-    try:
-        c = rider_carbon(con, rider, recent=recent)
-    finally:
-        con.close()
+    with Store.open(db) as store:
+        c = rider_points(store, rider, recent=recent)
+    shown = len(c["entries"])
+    total = c["entries_total"]
+    listed = f"{shown} of {total} entries" if shown < total else f"{total} entries"
     out.print(
         f"rider {rider}: {c['points']:,} points, "
-        f"{mg_to(c['co2_mg'], 'g'):,} g CO2 avoided ({c['entries_total']} entries)"
+        f"{mg_to(c['co2_mg'], 'g'):,} g CO2 avoided ({listed})"
     )
     if c["entries"]:
         t = Table("entry", "kind", "trip", "co2 g", "points", "created")
@@ -102,11 +106,8 @@ def ledger_verify(db: DbOpt = None) -> None:
 
     Example: bikefleet ledger verify --db data/bikefleet.duckdb
     """
-    con = open_store(db)
-    try:
-        check = verify_ledger(con)
-    finally:
-        con.close()
+    with Store.open(db) as store:
+        check = verify(store)
     if not check.ok:
         for p in check.problems:
             out.print(f"TAMPERED {p}")
@@ -125,11 +126,14 @@ def ledger_reverse(
 
     Example: bikefleet ledger reverse T000123 --note fraud
     """
-    con = open_store(db)
-    try:
-        e = reverse(con, trip, note)
-    finally:
-        con.close()
+    with Store.open(db) as store:
+        e = reverse_ride(store, trip, note)
+    if e["already_reversed"]:
+        out.print(
+            f"trip {trip} was already reversed (entry {e['entry_id']}, "
+            f"{e['created_at']:%Y-%m-%d %H:%M} UTC): nothing changed"
+        )
+        return
     out.print(
         f"reversal entry {e['entry_id']}: trip {trip}, rider {e['rider_id']}, "
         f"{mg_to(e['co2_mg'], 'g')} g CO2, {e['points']} points"
@@ -146,7 +150,9 @@ def report(
     out_file: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Output file (default reports/emissions_FROM_TO.EXT)."
+            "--out",
+            help="Output file (default: reports/emissions_FROM_TO.EXT beside the "
+            "store, e.g. data/reports/).",
         ),
     ] = None,
     db: DbOpt = None,
@@ -158,28 +164,21 @@ def report(
     Example: bikefleet report --from 2026-01-01 --to 2026-12-31 --format pdf
     """
     if fmt not in FORMATS:
-        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+        raise InvalidConfigError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     start, end = parse_date(date_from, "--from"), parse_date(date_to, "--to")
-    rep = make_report(db, start, end, city, settings)
-    path = out_file or Path("reports") / f"emissions_{start}_{end}.{fmt}"
+    with Store.open(db) as store:
+        rep = emissions_report(
+            store, load_settings(settings), start=start, end=end, city=city
+        )
+    path = out_file or _reports_dir(db) / f"emissions_{start}_{end}.{fmt}"
     write_report(rep, fmt, path)
     print_headline(rep)
     out.print(f"wrote {path}")
 
 
-def make_report(
-    db: Path | None,
-    start: dt.date,
-    end: dt.date,
-    city: str | None,
-    settings: Path | None,
-) -> Report:
-    cfg = load_settings(settings)
-    con = open_store(db)
-    try:
-        return build_report(con, cfg, start=start, end=end, city=city)
-    finally:
-        con.close()
+def _reports_dir(db: Path | None) -> Path:
+    """``reports/`` beside the store (the demo's ``data/reports/``)."""
+    return Path(db or default_db_path()).parent / "reports"
 
 
 def print_headline(rep: Report) -> None:

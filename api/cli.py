@@ -11,31 +11,44 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import polars as pl
 import typer
 from rich.table import Table
 
 from api import carbon_cli, plan_cli, serve_cli
-from api.clikit import CityOpt, DbOpt, ResOpt, friendly, out, parse_date, progress
-from api.zones_cli import audit as zones_audit
-from api.zones_cli import load_zones_file, zones_app
-from emissions.render import FORMATS, write_report
-from fleet.cells import DEFAULT_RES, cell_flows, cell_to_str, cell_turnover, index_trips
-from fleet.cities import get_city
-from fleet.demand import demand_profile, evaluate_demand, hourly_counts, local_days
-from fleet.errors import EmptyStoreError, InvalidConfigError
-from fleet.ingest import ingest_file
-from fleet.io import expand_paths, write_partition
-from fleet.pipeline import flows_of_partitions
-from fleet.snapshot import snapshot_fleet, stock_per_cell
-from fleet.store import (
-    open_store,
-    pick_city,
-    read_trips,
-    replace_table_rows,
+from api.clikit import (
+    CityOpt,
+    DbOpt,
+    ResOpt,
+    err,
+    friendly,
+    out,
+    parse_date,
+    progress,
+    section,
 )
+from api.usecases.carbon import emissions_report
+from api.usecases.fleet import (
+    add_city,
+    compute_cells,
+    compute_cells_from,
+    ingest_files,
+    learn_demand,
+    list_cities,
+    partition_files,
+    take_snapshot,
+)
+from api.usecases.plans import plan_day
+from api.usecases.store import Store
+from api.usecases.zones import audit_parking, load_zone_file
+from api.zones_cli import print_audit, zones_app
+from emissions.config import load_settings
+from emissions.render import FORMATS, write_report
+from fleet.cells import DEFAULT_RES, cell_to_str
+from fleet.errors import InvalidConfigError
+from fleet.io import expand_paths, write_partition
 from fleet.synth import SynthParams, hotspot_points, synth_days
 from fleet.types import IngestReport
 from geofence.synth import ZoneLayout, synth_zones
@@ -57,6 +70,10 @@ app.add_typer(carbon_cli.ledger_app, name="ledger")
 app.command("report")(carbon_cli.report)
 app.command("serve")(serve_cli.serve)
 app.add_typer(serve_cli.keys_app, name="keys")
+cities_app = typer.Typer(
+    help="Cities: the time zone and metro status of each one.", no_args_is_help=True
+)
+app.add_typer(cities_app, name="cities")
 
 
 @app.command()
@@ -125,21 +142,26 @@ def ingest(
     Example: bikefleet ingest data/synth --db data/bikefleet.duckdb
     """
     files = expand_paths(paths)
-    con = open_store(db)
-    reports = _ingest_files(con, files, city=city, res=res)
+    with Store.open(db, create=True) as store:
+        reports = _ingest(store, files, city=city, res=res)
     _print_ingest(reports)
 
 
-def _ingest_files(
-    con: Any, files: list[Path], *, city: str | None, res: int
+def _ingest(
+    store: Store, files: list[Path], *, city: str | None, res: int
 ) -> list[IngestReport]:
-    reports = []
     with progress() as bar:
         task = bar.add_task("ingest", total=len(files))
-        for f in files:
+        seen: list[Path] = []
+
+        def one(f: Path) -> None:
+            if seen:
+                bar.advance(task)
+            seen.append(f)
             bar.update(task, description=f"ingest {f.name}")
-            reports.append(ingest_file(con, f, city=city, res=res))
-            bar.advance(task)
+
+        reports = ingest_files(store, files, city=city, res=res, on_file=one)
+        bar.update(task, completed=len(files))
     return reports
 
 
@@ -190,46 +212,33 @@ def cells(
 
     Example: bikefleet cells --from data/synth --workers 2
     """
-    con = open_store(db)
-    if from_dir is not None:
-        _cells_from_partitions(con, from_dir, res=res, workers=workers)
-        return
-    name = pick_city(con, city)
-    trips = _trips_at_res(con, name, res)
-    flows = (
-        cell_flows(trips).collect().with_columns(pl.lit(res, pl.Int8).alias("h3_res"))
-    )
-    turnover = (
-        cell_turnover(trips, get_city(name).timezone)
-        .collect()
-        .with_columns(pl.lit(res, pl.Int8).alias("h3_res"))
-    )
-    replace_table_rows(con, "cell_flows", flows, where={"city": name, "h3_res": res})
-    replace_table_rows(
-        con, "cell_turnover", turnover, where={"city": name, "h3_res": res}
-    )
-    _print_flows(name, res, flows, trips.height)
+    with Store.open(db) as store:
+        if from_dir is not None:
+            _cells_from_partitions(store, from_dir, res=res, workers=workers)
+            return
+        r = compute_cells(store, city=city, res=res)
+    _print_flows(r.city, r.res, r.flows, r.trips)
     busiest = (
-        flows.group_by("cell")
+        r.flows.group_by("cell")
         .agg(pl.col("departures", "arrivals").sum())
         .with_columns((pl.col("arrivals") - pl.col("departures")).alias("net"))
         .sort("departures", descending=True)
         .head(top)
     )
-    turn = turnover.group_by("cell").agg(pl.col("turnover").mean())
+    turn = r.turnover.group_by("cell").agg(pl.col("turnover").mean())
     busiest = busiest.join(turn, on="cell", how="left")
     table = Table(
         "cell", "departures", "arrivals", "net", "rides/bike/day", title="busiest cells"
     )
-    for r in busiest.with_columns(cell_to_str(busiest["cell"]).alias("hex")).iter_rows(
-        named=True
-    ):
+    for row in busiest.with_columns(
+        cell_to_str(busiest["cell"]).alias("hex")
+    ).iter_rows(named=True):
         table.add_row(
-            r["hex"],
-            f"{r['departures']:,}",
-            f"{r['arrivals']:,}",
-            f"{r['net']:+,}",
-            f"{r['turnover']:.2f}",
+            row["hex"],
+            f"{row['departures']:,}",
+            f"{row['arrivals']:,}",
+            f"{row['net']:+,}",
+            f"{row['turnover']:.2f}",
         )
     out.print(table)
 
@@ -242,46 +251,21 @@ def _print_flows(name: str, res: int, flows: pl.DataFrame, trips: int) -> None:
     )
 
 
-def _cells_from_partitions(con: Any, root: Path, *, res: int, workers: int) -> None:
-    files = [f for f in expand_paths([root]) if f.name.endswith(".parquet")]
+def _cells_from_partitions(store: Store, root: Path, *, res: int, workers: int) -> None:
+    files = partition_files(root)
     with progress() as bar:
         task = bar.add_task(f"flows from {root}", total=len(files))
-        flows, results = flows_of_partitions(
-            files, res=res, workers=workers, on_done=lambda _: bar.advance(task)
+        done, results = compute_cells_from(
+            store, root, res=res, workers=workers, on_done=lambda _: bar.advance(task)
         )
-    flows = flows.with_columns(pl.lit(res, pl.Int8).alias("h3_res"))
-    for name in flows["city"].unique().sort():
-        part = flows.filter(pl.col("city") == name)
-        replace_table_rows(con, "cell_flows", part, where={"city": name, "h3_res": res})
-        _print_flows(name, res, part, int(part["departures"].sum()))
+    for c in done:
+        _print_flows(c.city, c.res, c.flows, c.trips)
     rows = sum(r.rows for r in results)
     rejected = rows - sum(r.accepted for r in results)
     out.print(
         f"{len(files)} partitions, {rows:,} rows, {rejected:,} rejected "
         "(not stored: use `bikefleet ingest` to keep trips and quarantine)"
     )
-
-
-def _trips_at_res(con: Any, city: str, res: int) -> pl.DataFrame:
-    cols = (
-        "trip_id",
-        "bike_id",
-        "vehicle_type",
-        "started_at",
-        "ended_at",
-        "start_lat",
-        "start_lng",
-        "end_lat",
-        "end_lng",
-        "city",
-        "start_cell",
-        "end_cell",
-        "h3_res",
-    )
-    trips = read_trips(con, city=city, columns=cols)
-    if trips.height and (trips["h3_res"] != res).any():
-        trips = index_trips(trips.drop("start_cell", "end_cell"), res)
-    return trips
 
 
 @app.command()
@@ -307,36 +291,14 @@ def snapshot(
 
     Example: bikefleet snapshot --at 2017-09-17T16:00:00+08:00 --city singapore
     """
-    con = open_store(db)
-    name = pick_city(con, city)
-    trips = _trips_at_res(con, name, res)
-    instant = _instant(at) if at else trips["ended_at"].max()
-    assert isinstance(instant, dt.datetime)
-    bikes = snapshot_fleet(trips, instant)
-    stock = stock_per_cell(bikes)
-    tag = {"city": name, "taken_at": instant}
-    replace_table_rows(
-        con,
-        "fleet_snapshot",
-        bikes.with_columns(
-            pl.lit(name).alias("city"), pl.lit(instant).alias("taken_at")
-        ),
-        where=tag,
-    )
-    replace_table_rows(
-        con,
-        "cell_stock",
-        stock.with_columns(
-            pl.lit(name).alias("city"), pl.lit(instant).alias("taken_at")
-        ),
-        where=tag,
-    )
+    with Store.open(db) as store:
+        r = take_snapshot(store, city=city, at=_instant(at) if at else None, res=res)
     out.print(
-        f"{name} at {instant.isoformat()}: {bikes.height:,} bikes standing in "
-        f"{stock.height:,} cells ({int(stock['ebikes'].sum()):,} e-bikes)"
+        f"{r.city} at {r.at.isoformat()}: {r.bikes.height:,} bikes standing in "
+        f"{r.stock.height:,} cells ({int(r.stock['ebikes'].sum()):,} e-bikes)"
     )
     if out_file is not None:
-        export = bikes.with_columns(cell_to_str(bikes["cell"]).alias("cell"))
+        export = r.bikes.with_columns(cell_to_str(r.bikes["cell"]).alias("cell"))
         if out_file.suffix == ".parquet":
             export.write_parquet(out_file)
         else:
@@ -361,25 +323,10 @@ def demand(
 
     Example: bikefleet demand --city singapore --test-days 1
     """
-    con = open_store(db)
-    name = pick_city(con, city)
-    trips = _trips_at_res(con, name, res)
-    counts = hourly_counts(trips, get_city(name).timezone)
-    days = local_days(counts)
-    if len(days) <= test_days:
-        raise EmptyStoreError(
-            f"{name} has {len(days)} day(s) of trips; the held-out check needs more "
-            "than "
-            f"--test-days {test_days}"
-        )
+    with Store.open(db) as store:
+        r = learn_demand(store, city=city, res=res, test_days=test_days)
+    name, days, ev, profile = r.city, r.days, r.evaluation, r.profile
     train, test = days[:-test_days], days[-test_days:]
-    ev = evaluate_demand(counts, train, test)
-    profile = demand_profile(counts, days).with_columns(
-        pl.lit(name).alias("city"), pl.lit(res, pl.Int8).alias("h3_res")
-    )
-    replace_table_rows(
-        con, "demand_profile", profile, where={"city": name, "h3_res": res}
-    )
     fell_back = sorted(set(profile.filter("fallback")["day_type"]))
     out.print(
         f"{name} res {res}: profile over {len(days)} days, "
@@ -427,43 +374,51 @@ def demo(
     params = SynthParams(trips=trips, days=days, bikes=max(trips // 60, 100))
     synth_dir = data_dir / "synth"
     db = data_dir / "bikefleet.duckdb"
-    out.rule("1. synthetic city")
+    section("1. synthetic city")
     files = _write_synth(params, synth_dir)
-    out.rule("2. ingest")
-    con = open_store(db)
-    _print_ingest(_ingest_files(con, files, city=None, res=DEFAULT_RES))
-    con.close()
-    out.rule("3. cell flows")
+    section("2. ingest")
+    with Store.open(db, create=True) as store:
+        _print_ingest(_ingest(store, files, city=None, res=DEFAULT_RES))
+    section("3. cell flows")
     cells(db=db, city=params.city, res=DEFAULT_RES, top=5)
-    out.rule("4. fleet snapshot")
+    section("4. fleet snapshot")
     snapshot(db=db, city=params.city, at=None, res=DEFAULT_RES, out_file=None)
-    out.rule("5. demand profile")
+    section("5. demand profile")
     demand(db=db, city=params.city, res=DEFAULT_RES, test_days=1)
-    out.rule("6. parking zones and compliance")
+    section("6. parking zones and compliance")
     zone_file = _write_demo_zones(params, data_dir / "zones")
-    version, n, warnings = load_zones_file(db, zone_file)
-    out.print(
-        f"zone set version {version}: {n:,} zones from {zone_file} "
-        f"({len(warnings)} warnings)"
-    )
-    zones_audit(db=db, city=params.city, at=None, out_dir=data_dir / "audit")
-    out.rule("7. rebalancing plan for the next morning")
+    with Store.open(db) as store:
+        version, zs = load_zone_file(store, zone_file)
+        out.print(
+            f"zone set version {version}: {len(zs.zones):,} zones from {zone_file} "
+            f"({len(zs.warnings)} warnings)"
+        )
+        audit = audit_parking(store, city=params.city, at=None)
+    print_audit(audit, data_dir / "audit")
+    section("7. rebalancing plan for the next morning")
     plan_params = PlanParams(trucks=4, capacity_bikes=20, time_limit_s=10.0)
-    name, day, pid, plan, needed = plan_cli.make_plan(
-        db,
-        city=params.city,
-        date=None,
-        params=plan_params,
-        res=DEFAULT_RES,
-        out_dir=data_dir / "plan",
-    )
-    plan_cli.print_plan(name, day, pid, plan, needed, data_dir / "plan")
-    out.rule("8. carbon credits and the yearly reduction report")
+    with Store.open(db) as store, plan_cli.plan_progress() as (stage, best):
+        p = plan_day(
+            store,
+            city=params.city,
+            date=None,
+            params=plan_params,
+            res=DEFAULT_RES,
+            out_dir=data_dir / "plan",
+            on_stage=stage,
+            on_progress=best,
+        )
+    plan_cli.print_plan(p, data_dir / "plan")
+    section("8. carbon credits and the yearly reduction report")
     carbon_cli.credit(db=db, city=None, settings=None)
-    year = day.year
-    rep = carbon_cli.make_report(
-        db, dt.date(year, 1, 1), dt.date(year, 12, 31), None, None
-    )
+    year = p.date.year
+    with Store.open(db) as store:
+        rep = emissions_report(
+            store,
+            load_settings(None),
+            start=dt.date(year, 1, 1),
+            end=dt.date(year, 12, 31),
+        )
     carbon_cli.print_headline(rep)
     for fmt in FORMATS:
         path = write_report(rep, fmt, data_dir / "reports" / f"emissions_{year}.{fmt}")
@@ -509,10 +464,69 @@ def _instant(text: str) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
+@cities_app.command("add")
+@friendly
+def cities_add(
+    name: Annotated[str, typer.Argument(help="City name, lower-case (e.g. lyon).")],
+    tz: Annotated[
+        str | None,
+        typer.Option(
+            "--tz",
+            help="IANA time zone, e.g. Europe/Paris (default: found from the "
+            "city's stored trips).",
+        ),
+    ] = None,
+    metro: Annotated[
+        str, typer.Option(help="Does the city have a metro? yes or no.")
+    ] = "yes",
+    db: DbOpt = None,
+) -> None:
+    """Add a city (or change one): its time zone and whether it has a metro.
+
+    Example: bikefleet cities add lyon --tz Europe/Paris --metro yes
+    """
+    if metro not in ("yes", "no"):
+        raise InvalidConfigError(f"--metro {metro!r}: yes or no")
+    with Store.open(db, create=True) as store:
+        city, found = add_city(store, name, tz=tz, metro=metro == "yes")
+    how = " (found from its trips)" if found else ""
+    out.print(
+        f"city {city.name}: time zone {city.timezone}{how}, "
+        f"{'with' if city.metro else 'no'} metro"
+    )
+
+
+@cities_app.command("list")
+@friendly
+def cities_list(db: DbOpt = None) -> None:
+    """Every city known to the store: packaged ones and those added.
+
+    Example: bikefleet cities list
+    """
+    with Store.open(db) as store:
+        rows = list_cities(store)
+    table = Table("city", "time zone", "metro", "from")
+    for c, origin in rows:
+        table.add_row(c.name, c.timezone, "yes" if c.metro else "no", origin)
+    out.print(table)
+
+
 def main() -> None:
-    """Entry point of the ``bikefleet`` script."""
-    app(prog_name="bikefleet")
+    """Entry point of the ``bikefleet`` script: usage errors print one line."""
+    import click
+
+    try:
+        code = app(prog_name="bikefleet", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.ctx.get_help() if e.ctx else str(e))
+        code = 0
+    except click.UsageError as e:
+        err.print(f"error: {' '.join(e.format_message().split())}", markup=False)
+        code = 2
+    except click.exceptions.Abort:
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -22,8 +23,21 @@ from rich.progress import (
 from fleet.errors import BikeFleetError, InvalidConfigError
 from geofence.errors import GeofenceError
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+def _console(stream: object, *, stderr: bool = False) -> Console:
+    """Lines are never wrapped (scripts grep and awk them); off a terminal,
+    tables are drawn at their own width instead of 80 columns."""
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    return Console(
+        stderr=stderr,
+        highlight=False,
+        soft_wrap=True,
+        width=None if tty else 1_000,
+    )
+
+
+out = _console(sys.stdout)
+err = _console(sys.stderr, stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,11 +45,13 @@ DbOpt = Annotated[
     Path | None,
     typer.Option(
         "--db",
-        help="DuckDB store file (default: $BIKEFLEET_DB, else data/bikefleet.duckdb).",
+        help="DuckDB store file (default: $BIKEFLEET_DB, else "
+        "data/bikefleet.duckdb). Commands that only read refuse a missing store.",
     ),
 ]
 CityOpt = Annotated[
-    str | None, typer.Option("--city", help="City name (see fleet/cities.py).")
+    str | None,
+    typer.Option("--city", help="City name (see `bikefleet cities list`)."),
 ]
 ResOpt = Annotated[
     int, typer.Option("--res", help="H3 resolution 0..15.", min=0, max=15)
@@ -56,6 +72,20 @@ def friendly(fn: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def section(title: str) -> None:
+    """A heading line: a rule across a terminal, one short line elsewhere."""
+    if out.is_terminal:
+        out.rule(title)
+    else:
+        out.print(f"== {title} ==")
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on one line and exit with status 2."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(2)
 
 
 def progress() -> Progress:

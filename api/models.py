@@ -10,9 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from fleet.cities import CITIES
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_BATCH = 10_000
 
@@ -95,7 +93,12 @@ class ZonesInfo(BaseModel):
 
 
 class RideIn(Strict):
-    """A finished ride in the canonical trip schema (see ``fleet/schema.py``)."""
+    """A finished ride in the canonical trip schema (see ``fleet/schema.py``).
+
+    Only the shape is checked here (types, required fields, a UTC offset on
+    timestamps); the values go through the same validation as a trip file
+    (``fleet.validate``: coordinates, null island, order, speed, the time
+    window, a known city) and a refused ride is kept in the quarantine."""
 
     trip_id: Annotated[str, Field(min_length=1, max_length=128)]
     bike_id: Annotated[str, Field(min_length=1, max_length=128)]
@@ -103,36 +106,31 @@ class RideIn(Strict):
     vehicle_type: Vehicle
     started_at: dt.datetime
     ended_at: dt.datetime
-    start_lat: Lat
-    start_lng: Lng
-    end_lat: Lat
-    end_lng: Lng
+    start_lat: float
+    start_lng: float
+    end_lat: float
+    end_lng: float
     distance_m: Annotated[float, Field(ge=0, le=1_000_000)] | None = Field(
         None, description="GPS track length, when the bike records one."
     )
-    city: str
+    city: Annotated[str, Field(min_length=1, max_length=64)]
 
     @field_validator("started_at", "ended_at")
     @classmethod
     def _aware(cls, v: dt.datetime) -> dt.datetime:
         if v.tzinfo is None:
             raise ValueError("must carry a UTC offset, e.g. 2026-03-01T08:00:00Z")
-        return v.astimezone(dt.UTC)
-
-    @field_validator("city")
-    @classmethod
-    def _known_city(cls, v: str) -> str:
-        if v not in CITIES:
-            raise ValueError(
-                f"unknown city {v!r}: known are {', '.join(sorted(CITIES))}"
-            )
         return v
 
-    @model_validator(mode="after")
-    def _ordered(self) -> RideIn:
-        if self.ended_at <= self.started_at:
-            raise ValueError("ended_at must be after started_at")
-        return self
+
+class RideBatchIn(Strict):
+    rides: Annotated[list[RideIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class RideBatchOut(BaseModel):
+    count: int
+    by_status: dict[str, int]
+    results: list[dict[str, object]]
 
 
 class RideOut(BaseModel):

@@ -1,10 +1,11 @@
-"""``bikefleet plan`` and ``bikefleet solve-instance``."""
+"""``bikefleet plan`` and ``bikefleet solve-instance``: thin adapters over
+``api.usecases.plans``."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import zoneinfo
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,125 +13,39 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from api.clikit import CityOpt, DbOpt, ResOpt, err, friendly, out, parse_date
-from fleet.cells import DEFAULT_RES, index_points
-from fleet.cities import get_city
-from fleet.errors import EmptyStoreError
-from fleet.snapshot import snapshot_fleet
-from fleet.store import open_store, pick_city, query_frame, read_trips
-from rebalancing.instances import read_instance
-from rebalancing.io import write_plan_files
-from rebalancing.plan import (
-    CityPlan,
-    day_type_of,
-    plan_routes,
-    riding_at_peak,
-    units_frame,
-)
-from rebalancing.solve import solve
-from rebalancing.store import save_plan
-from rebalancing.targets import fleet_size, target_intervals
+from api.clikit import CityOpt, DbOpt, ResOpt, err, friendly, out, parse_date, progress
+from api.usecases.plans import DayPlan, plan_day
+from api.usecases.plans import solve_instance as solve_published
+from api.usecases.store import Store
+from fleet.cells import DEFAULT_RES
 from rebalancing.types import STRATEGIES, PlanParams
 
 
-def make_plan(
-    db: Path | None,
-    *,
-    city: str | None,
-    date: dt.date | None,
-    params: PlanParams,
-    res: int,
-    out_dir: Path,
-    depot: tuple[float, float] | None = None,
-    matrix: pl.DataFrame | None = None,
-) -> tuple[str, dt.date, int, CityPlan, int]:
-    """Everything ``bikefleet plan`` does but printing; returns
-    (city, date, plan id, plan, fleet-size estimate)."""
-    con = open_store(db)
-    name = pick_city(con, city)
-    tz = zoneinfo.ZoneInfo(get_city(name).timezone)
-    trips = read_trips(
-        con,
-        city=name,
-        columns=(
-            "bike_id",
-            "vehicle_type",
-            "started_at",
-            "ended_at",
-            "end_lat",
-            "end_lng",
-            "end_cell",  # snapshot_fleet carries it through
-        ),
-    )
-    last = trips["ended_at"].max()
-    assert isinstance(last, dt.datetime)
-    day = date or (last.astimezone(tz).date() + dt.timedelta(days=1))
-    start = dt.datetime.combine(day, dt.time(params.start_hour), tzinfo=tz)
-    at = min(start, last)
-    # Where bikes stand when the trucks set out (the last known positions), at
-    # the resolution asked for, and the bikes still riding towards each cell.
-    bikes = snapshot_fleet(trips, at)
-    if bikes.height == 0:
-        raise EmptyStoreError(f"no bike of {name} is parked at {at.isoformat()}")
-    bike_cells = index_points(bikes["lat"].to_numpy(), bikes["lng"].to_numpy(), res)
-    stock = (
-        pl.DataFrame({"cell": bike_cells})
-        .group_by("cell")
-        .agg(pl.len().cast(pl.Int64).alias("total"))
-    )
-    riding = trips.filter((pl.col("started_at") <= at) & (pl.col("ended_at") > at))
-    incoming = (
-        pl.DataFrame(
-            {
-                "cell": index_points(
-                    riding["end_lat"].to_numpy(), riding["end_lng"].to_numpy(), res
-                )
+@contextmanager
+def plan_progress() -> Iterator[
+    tuple[Callable[[str], None], Callable[[float, float], None]]
+]:
+    """Signs of life on stderr while a plan is built, solved and verified: the
+    stage, and the best cost found so far."""
+    with progress() as bar:
+        task = bar.add_task("plan: reading the store", total=None)
+
+        def stage(name: str) -> None:
+            words = {
+                "build": "building the instance",
+                "solve": "solving",
+                "verify": "verifying",
             }
-        )
-        .group_by("cell")
-        .agg(pl.len().cast(pl.Int64).alias("incoming"))
-    )
-    profile = query_frame(
-        con, "SELECT * FROM demand_profile WHERE city = ? AND h3_res = ?", [name, res]
-    )
-    if profile.height == 0:
-        raise EmptyStoreError(
-            f"no demand profile for {name} at res {res}: run `bikefleet demand "
-            f"--city {name} --res {res}` first"
-        )
-    dtype = day_type_of(day)
-    units = units_frame(
-        stock,
-        profile,
-        day_type=dtype,
-        start_hour=params.start_hour,
-        horizon_h=params.horizon_h,
-        incoming=incoming,
-    )
-    units = target_intervals(
-        units,
-        service_level=params.service_level,
-        capacity_bikes=params.unit_capacity_bikes,
-    )
-    mean_h = (
-        float(
-            (trips["ended_at"] - trips["started_at"]).dt.total_seconds().mean() or 0.0
-        )
-        / 3600
-    )  # type: ignore[operator]
-    needed = fleet_size(units, riding_at_peak=riding_at_peak(profile, dtype, mean_h))
-    plan = plan_routes(
-        units, params, start=start.astimezone(dt.UTC), depot=depot, matrix=matrix
-    )
-    pid = save_plan(con, plan, params, city=name, date=day)
-    con.close()
-    write_plan_files(
-        plan,
-        out_dir,
-        title=f"{name} rebalancing plan for {day} "
-        f"{params.start_hour:02d}:00, {params.trucks} trucks",
-    )
-    return name, day, pid, plan, needed
+            bar.update(task, description=f"plan: {words.get(name, name)}")
+
+        def best(seconds: float, cost: float) -> None:
+            bar.update(
+                task,
+                description=f"plan: solving, best cost {cost:,.0f} at {seconds:.1f} s",
+            )
+
+        yield stage, best
+        bar.update(task, description="plan: done", total=1, completed=1)
 
 
 def plan(
@@ -200,40 +115,43 @@ def plan(
     )
     day = parse_date(date, "--date") if date is not None else None
     where = _latlng(depot) if depot else None
-    name, day, pid, p, needed = make_plan(
-        db,
-        city=city,
-        date=day,
-        params=params,
-        res=res,
-        out_dir=out_dir,
-        depot=where,
-        matrix=pl.read_csv(matrix, infer_schema=False) if matrix else None,
-    )
-    print_plan(name, day, pid, p, needed, out_dir)
+    roads = pl.read_csv(matrix, infer_schema=False) if matrix else None
+    with Store.open(db) as store, plan_progress() as (stage, best):
+        p = plan_day(
+            store,
+            city=city,
+            date=day,
+            params=params,
+            res=res,
+            out_dir=out_dir,
+            depot=where,
+            matrix=roads,
+            on_stage=stage,
+            on_progress=best,
+        )
+    print_plan(p, out_dir)
 
 
-def print_plan(
-    name: str, day: dt.date, pid: int, p: CityPlan, needed: int, out_dir: Path
-) -> None:
-    u = p.units
+def print_plan(d: DayPlan, out_dir: Path) -> None:
+    p, u = d.plan, d.plan.units
     out.print(
-        f"{name} {day}: {u.height:,} cells, {int(u['surplus'].sum()):,} bikes of "
+        f"{d.city} {d.date}: {u.height:,} cells, {int(u['surplus'].sum()):,} bikes of "
         f"surplus in {int((u['surplus'] > 0).sum()):,} cells, "
         f"{int(u['deficit'].sum()):,} of deficit in {int((u['deficit'] > 0).sum()):,}"
     )
     out.print(
-        f"fleet size the demand needs at this service level: ~{needed:,} bikes "
-        f"(now {int(u['stock'].sum()):,} parked)"
+        f"fleet size the demand needs at this service level: ~{d.fleet_needed:,} "
+        f"bikes (now {int(u['stock'].sum()):,} parked)"
     )
     table = Table(
         "truck",
         "stops",
         "picked up",
         "dropped off",
+        "ends loaded",
         "km",
         "hours",
-        title=f"plan {pid} (verified; {p.solution.method})",
+        title=f"plan {d.plan_id} (verified; {p.solution.method})",
     )
     for r in p.trucks.iter_rows(named=True):
         table.add_row(
@@ -241,13 +159,15 @@ def print_plan(
             str(r["stops"]),
             str(r["picked_up"]),
             str(r["dropped_off"]),
+            str(r["ends_loaded"]),
             f"{r['km']:.1f}",
             f"{r['hours']:.2f}",
         )
     out.print(table)
     t = p.totals
     out.print(
-        f"bikes moved {int(t['bikes_moved']):,}, truck km {t['truck_km']:,}, "
+        f"bikes moved {int(t['bikes_moved']):,} (picked up; "
+        f"{int(t['bikes_dropped']):,} dropped off), truck km {t['truck_km']:,}, "
         f"imbalance left {int(t['imbalance_left']):,} of "
         f"{int(t['imbalance_total']):,}, solved in {t['seconds']} s"
     )
@@ -275,24 +195,12 @@ def solve_instance(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"--strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
-    inst = read_instance(file)
-    sol = solve(inst, time_limit_s=time_limit, strategy=strategy)
-    ids = inst.node_ids
-    doc = {
-        "instance": inst.name,
-        "cost": sol.cost,
-        "feasible": True,  # solve() returns verified solutions only
-        "routes": [
-            [_id(ids[0]), *(_id(ids[s.node]) for s in r.stops)] for r in sol.routes
-        ],
-        "seconds": round(sol.seconds, 3),
-        "method": sol.method,
-    }
+    doc, sol = solve_published(file, time_limit_s=time_limit, strategy=strategy)
     if as_json:
         typer.echo(json.dumps(doc))
     else:
         out.print(
-            f"{inst.name}: cost {sol.cost:g} ({sol.method}, {sol.seconds:.1f} s, "
+            f"{doc['instance']}: cost {sol.cost:g} ({sol.method}, {sol.seconds:.1f} s, "
             f"{len(sol.routes)} route(s))"
         )
 
@@ -305,10 +213,6 @@ def _latlng(text: str) -> tuple[float, float]:
     if not (-90 <= lat <= 90 and -180 <= lng <= 180):
         raise ValueError(f"--depot {text!r}: coordinates out of range")
     return lat, lng
-
-
-def _id(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
 
 
 plan = friendly(plan)

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from api.clikit import DbOpt, friendly, out
-from api.keys import SCOPES, create_key
+from api.clikit import DbOpt, fail, friendly, out
+from api.usecases.keys import SCOPES, create_key, list_keys, revoke_key
+from api.usecases.store import Store, latest_snapshot
 from fleet.errors import InvalidConfigError
-from fleet.store import default_db_path, open_store
+from fleet.store import default_db_path
 
 keys_app = typer.Typer(
     help="API keys with scopes (stored hashed).", no_args_is_help=True
@@ -35,15 +37,48 @@ def keys_create(
 
     Example: bikefleet keys create --scope parking:check --scope carbon:read
     """
-    con = open_store(db)
-    try:
-        key, text = create_key(con, scope, name)
-    finally:
-        con.close()
+    with Store.open(db, create=True) as store:
+        key, text = create_key(store, scope, name)
     out.print(
         f"key {key.key_id} ({key.name}) with scopes {', '.join(sorted(key.scopes))}"
     )
     print(text)
+
+
+@keys_app.command("list")
+@friendly
+def keys_list(db: DbOpt = None) -> None:
+    """Every API key: id, name, scopes, created, revoked (never the secret).
+
+    Example: bikefleet keys list
+    """
+    with Store.open(db) as store:
+        keys = list_keys(store)
+    table = Table("key id", "name", "scopes", "created", "revoked")
+    for k in keys:
+        table.add_row(
+            k["key_id"],
+            k["name"],
+            " ".join(k["scopes"]),
+            f"{k['created_at']:%Y-%m-%d %H:%M}",
+            "yes" if k["revoked"] else "no",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+@friendly
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (bf_<id>_...).")],
+    db: DbOpt = None,
+) -> None:
+    """Revoke an API key: it is refused from then on.
+
+    Example: bikefleet keys revoke 0123456789ab
+    """
+    with Store.open(db) as store:
+        changed = revoke_key(store, key_id)
+    out.print(f"key {key_id} {'revoked' if changed else 'was already revoked'}")
 
 
 @friendly
@@ -71,7 +106,7 @@ def serve(
     import uvicorn
 
     from api.service import create_app
-    from api.workers import latest_snapshot, reuse_port_socket
+    from api.workers import reuse_port_socket
 
     opts = {
         "loop": "uvloop",
@@ -86,9 +121,10 @@ def serve(
         return
     path = db or default_db_path()
     if workers == 1:
+        sock = _bind(host, port)
         app = create_app(path)
         out.print(f"bikefleet API on http://{host}:{port} (docs at /docs)")
-        uvicorn.run(app, host=host, port=port, **opts)
+        uvicorn.Server(uvicorn.Config(app, **opts)).run(sockets=[sock])
         return
     folder = Path(f"{path}.workers")
     app = create_app(path, snapshot_dir=folder)
@@ -101,6 +137,7 @@ def serve(
     private.bind(("127.0.0.1", 0))
     private.listen(2048)
     primary = f"http://127.0.0.1:{private.getsockname()[1]}"
+    _bind(host, port).close()  # in use: say so before anything starts
     public = reuse_port_socket(host, port)
     replicas = [
         subprocess.Popen(
@@ -132,6 +169,20 @@ def serve(
             p.terminate()
         for p in replicas:
             p.wait(timeout=30)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or a one-line error (exit 2)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        fail(f"cannot listen on {host}:{port}: {e.strerror or e} (use --port)")
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def free_port() -> int:

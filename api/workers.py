@@ -8,8 +8,9 @@ every other request to the primary over a private loopback port. All of them
 bind the public port with ``SO_REUSEPORT``, so the kernel spreads connections
 over the processes.
 
-Replicas read the zones and the API keys from a snapshot: a small DuckDB file
-the primary writes beside the store (``<store>.workers/``) at start and after
+Replicas read the zones and the API keys from a snapshot
+(``api.usecases.store.write_snapshot``): a small DuckDB file the primary writes
+beside the store (``<store>.workers/``) at start and after
 every zone swap, published by renaming a pointer file. A replica looks for a
 new snapshot every second and swaps it in the way the primary swaps a zone set
 (checks in flight finish on the old set). Every response names the process
@@ -18,21 +19,12 @@ that answered in ``X-Bikefleet-Worker``.
 
 from __future__ import annotations
 
-import os
 import socket
-import uuid
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 
-from api.keys import KEY_SCHEMA_SQL
-from geofence.store import ZONE_SCHEMA_SQL, active_version
-
-__all__ = ["Forward", "latest_snapshot", "reuse_port_socket", "write_snapshot"]
-
-POINTER = "current"
+__all__ = ["Forward", "reuse_port_socket"]
 
 #: Paths a replica answers itself; everything else goes to the primary.
 LOCAL_PATHS = (
@@ -43,56 +35,6 @@ LOCAL_PATHS = (
     "/docs",
     "/openapi.json",
 )
-
-
-def write_snapshot(con: duckdb.DuckDBPyConnection, folder: Path) -> Path | None:
-    """Write the active zone set and the API keys to a new snapshot file in
-    ``folder`` and point ``folder/current`` at it; None without a zone set."""
-    version = active_version(con)
-    if version is None:
-        return None
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"zones-v{version}-{uuid.uuid4().hex[:8]}.duckdb"
-    tmp = folder / f".{name}"
-    zone_sets = con.sql(
-        "SELECT * FROM zone_sets WHERE version = ?", params=[version]
-    ).to_arrow_table()
-    zones = con.sql(
-        "SELECT * FROM zones WHERE version = ?", params=[version]
-    ).to_arrow_table()
-    keys = con.sql("SELECT * FROM api_keys").to_arrow_table()
-    snap = duckdb.connect(str(tmp))
-    try:
-        snap.execute(ZONE_SCHEMA_SQL + KEY_SCHEMA_SQL)
-        for table, rows in (
-            ("zone_sets", zone_sets),
-            ("zones", zones),
-            ("api_keys", keys),
-        ):
-            snap.register("_rows", rows)
-            snap.execute(f"INSERT INTO {table} SELECT * FROM _rows")
-            snap.unregister("_rows")
-    finally:
-        snap.close()
-    final = folder / name
-    os.replace(tmp, final)
-    pointer = folder / f".{POINTER}-{uuid.uuid4().hex[:8]}"
-    pointer.write_text(name)
-    os.replace(pointer, folder / POINTER)
-    for old in folder.glob("zones-v*.duckdb"):  # readers keep open files alive
-        if old != final:
-            old.unlink(missing_ok=True)
-    return final
-
-
-def latest_snapshot(folder: Path) -> Path | None:
-    """The snapshot ``folder/current`` points at, if any."""
-    try:
-        name = (folder / POINTER).read_text().strip()
-    except OSError:
-        return None
-    path = folder / name
-    return path if path.exists() else None
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:

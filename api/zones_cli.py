@@ -12,36 +12,23 @@ import typer
 from rich.table import Table
 
 from api.clikit import CityOpt, DbOpt, err, friendly, out
-from fleet.cells import cell_to_str
-from fleet.store import open_store, pick_city, query_frame
-from geofence.audit import audit_fleet, write_audit
-from geofence.index import ZoneIndex
-from geofence.io import read_points_csv, read_zone_file, write_gbfs_v3
-from geofence.store import load_zone_set, save_zone_set, zone_set_info
+from api.usecases.store import Store
+from api.usecases.zones import (
+    CHECK_COLUMNS,
+    ParkingAudit,
+    active_index,
+    audit_parking,
+    check_points,
+    export_zones,
+    load_zone_file,
+)
+from geofence.audit import write_audit
+from geofence.io import read_points_csv, write_gbfs_v3
 
 zones_app = typer.Typer(
     help="Parking zones: load GBFS/GeoJSON, export GBFS v3, check points, audit.",
     no_args_is_help=True,
 )
-
-CHECK_COLUMNS = (
-    "decision",
-    "zone_id",
-    "reason",
-    "nearest_zone_id",
-    "nearest_distance_m",
-)
-
-
-def load_zones_file(db: Path | None, file: Path) -> tuple[int, int, tuple[str, ...]]:
-    """Parse ``file`` and store it as the new active set; (version, zones, warnings)."""
-    zs, sha = read_zone_file(file)
-    con = open_store(db)
-    try:
-        version = save_zone_set(con, zs, source=str(file), sha256=sha)
-    finally:
-        con.close()
-    return version, len(zs.zones), zs.warnings
 
 
 @zones_app.command("load")
@@ -58,7 +45,9 @@ def load(
 
     Example: bikefleet zones load geofencing_zones.json --db data/bikefleet.duckdb
     """
-    version, n, warnings = load_zones_file(db, file)
+    with Store.open(db, create=True) as store:
+        version, zs = load_zone_file(store, file)
+    n, warnings = len(zs.zones), zs.warnings
     for w in warnings:
         err.print(f"warning: {w}")
     out.print(
@@ -82,10 +71,9 @@ def export(
 
     Example: bikefleet zones export --out geofencing_zones.json
     """
-    con = open_store(db)
-    zs = load_zone_set(con, version)
-    info = zone_set_info(con, int(zs.version or 0))
-    write_gbfs_v3(zs, out_file, last_updated=info["loaded_at"])
+    with Store.open(db) as store:
+        zs, loaded = export_zones(store, version)
+    write_gbfs_v3(zs, out_file, last_updated=loaded)
     out.print(f"wrote {len(zs.zones):,} zones (version {zs.version}) to {out_file}")
 
 
@@ -106,19 +94,10 @@ def check(
     Example: bikefleet zones check --points ends.csv --out checked.csv
     """
     pts = read_points_csv(points)
-    con = open_store(db)
-    index = ZoneIndex(load_zone_set(con))
-    con.close()
+    with Store.open(db) as store:
+        index = active_index(store)
     t = time.perf_counter()
-    res = index.check_batch(
-        pts["lat"].to_numpy(),
-        pts["lng"].to_numpy(),
-        accuracy_m=pts["accuracy_m"].to_list() if "accuracy_m" in pts.columns else None,
-        vehicle_type=pts["vehicle_type"].to_list()
-        if "vehicle_type" in pts.columns
-        else None,
-        nearest=True,
-    )
+    res = check_points(index, pts)
     secs = time.perf_counter() - t
     pts.with_columns(res.select(CHECK_COLUMNS)).write_csv(out_file)
     counts = dict(res["decision"].value_counts().iter_rows())
@@ -146,35 +125,21 @@ def audit(
 
     Example: bikefleet zones audit --city synthopolis --out data/audit
     """
-    con = open_store(db)
-    name = pick_city(con, city)
-    if at is None:
-        rows = con.execute(
-            "SELECT max(taken_at) FROM fleet_snapshot WHERE city = ?", [name]
-        ).fetchall()
-        taken = rows[0][0]
-    else:
-        taken = dt.datetime.fromisoformat(at)
-    if taken is None:
-        raise ValueError(
-            f"no fleet snapshot for {name}: run `bikefleet snapshot` first"
+    with Store.open(db) as store:
+        a = audit_parking(
+            store, city=city, at=dt.datetime.fromisoformat(at) if at else None
         )
-    snap = query_frame(
-        con,
-        "SELECT bike_id, vehicle_type, lat, lng, cell FROM fleet_snapshot "
-        "WHERE city = ? AND taken_at = ? ORDER BY bike_id",
-        [name, taken],
-    )
-    if snap.height == 0:
-        raise ValueError(f"no fleet snapshot for {name} at {taken}")
-    index = ZoneIndex(load_zone_set(con))
-    con.close()
-    snap = snap.with_columns(cell_to_str(snap["cell"]).alias("cell"))
-    result = audit_fleet(index, snap)
-    paths = write_audit(result, index, out_dir)
+    print_audit(a, out_dir)
+
+
+def print_audit(a: ParkingAudit, out_dir: Path) -> None:
+    """Print an audit's headline and worst zones; write its files."""
+    result = a.audit
+    paths = write_audit(result, a.index, out_dir)
     out.print(
-        f"{name} at {taken}: {result.legal:,} of {result.total:,} bikes parked legally "
-        f"({result.share_legal:.1%}), zone set version {result.zone_version}"
+        f"{a.city} at {a.taken_at}: {result.legal:,} of {result.total:,} bikes "
+        f"parked legally ({result.share_legal:.1%}), zone set version "
+        f"{result.zone_version}"
     )
     by = dict(result.bikes["decision"].value_counts().iter_rows())
     out.print("  " + ", ".join(f"{k} {v:,}" for k, v in sorted(by.items())))

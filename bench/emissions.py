@@ -67,9 +67,9 @@ def rides(n: int, seed: int = 1) -> pl.DataFrame:
             "rider_id": pl.Series(rng.integers(0, 1_000_000, n)).cast(pl.String),
             "vehicle_type": np.where(rng.random(n) < 0.3, "ebike", "bike"),
             "city": np.where(rng.random(n) < 0.8, "beijing", "austin"),
-            "started_at": pl.Series(t0).cast(pl.Datetime("us")).dt.replace_time_zone(
-                "UTC"
-            ),
+            "started_at": pl.Series(t0)
+            .cast(pl.Datetime("us"))
+            .dt.replace_time_zone("UTC"),
             "ended_at": pl.Series(t0 + (minutes * 60e6).astype(np.int64))
             .cast(pl.Datetime("us"))
             .dt.replace_time_zone("UTC"),

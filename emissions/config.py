@@ -146,9 +146,11 @@ def _settings(doc: dict[str, Any], where: str) -> Settings:
         value = getattr(rules, name)
         if not isinstance(value, int | float) or value < 0:
             raise FactorError(f"{where}: rule {name} = {value!r} must be a number >= 0")
-    metro = doc.get("metro", {})
-    if not all(isinstance(v, bool) for v in metro.values()):
-        raise FactorError(f"{where}: [metro] values must be true or false")
+    if "metro" in doc:
+        raise FactorError(
+            f"{where}: [metro] moved to the city registry: set a city's metro with "
+            "`bikefleet cities add NAME --tz Area/City --metro yes|no`"
+        )
     factor_dir = doc.get("factor_dir")
     try:
         route = Decimal(str(doc.get("route_factor", "1.3")))
@@ -166,7 +168,6 @@ def _settings(doc: dict[str, Any], where: str) -> Settings:
         ),
         rules=rules,
         route_factor=route,
-        metro=dict(metro),
         truck_co2_g_per_km=truck,
         truck_factor_source=str(doc.get("truck_factor_source", "")),
         source_file=where,

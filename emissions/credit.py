@@ -19,12 +19,12 @@ the ledger for that day.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 
 from emissions.types import POLLUTANTS, Settings
-from fleet.cities import CITIES
 from fleet.errors import InvalidConfigError
 from fleet.geo import haversine_expr
 from fleet.schema import TRIP_COLUMNS
@@ -51,11 +51,11 @@ ASSESSED_SCHEMA = {
 _NEEDED = tuple(c for c in TRIP_COLUMNS if c != "bike_id")
 
 
-def local_date_expr(cities: list[str]) -> pl.Expr:
+def local_date_expr(cities: list[str], timezones: Mapping[str, str]) -> pl.Expr:
     """The start's local calendar date in each city's time zone (UTC if unknown)."""
     expr: pl.Expr | pl.When | pl.Then | None = None
     for c in cities:
-        tz = CITIES[c].timezone if c in CITIES else "UTC"
+        tz = timezones.get(c, "UTC")
         day = pl.col("started_at").dt.convert_time_zone(tz).dt.date()
         expr = (
             pl.when(pl.col("city") == c).then(day)
@@ -104,7 +104,7 @@ def assess(
             .alias("_dur_s"),
         )
         .with_columns(
-            local_date_expr(cities).alias("local_date"),
+            local_date_expr(cities, settings.timezones).alias("local_date"),
             pl.coalesce(
                 pl.col("distance_m"),
                 pl.col("_gc") * float(settings.route_factor),

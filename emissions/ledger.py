@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ __all__ = [
     "reverse",
     "rider_carbon",
     "trip_decision",
+    "trip_decisions",
     "verify_ledger",
 ]
 
@@ -254,7 +255,7 @@ class CreditSummary:
 
 
 def _prior_counts(
-    con: duckdb.DuckDBPyConnection, riders: pl.Series
+    con: duckdb.DuckDBPyConnection, riders: pl.Series, timezones: Mapping[str, str]
 ) -> pl.DataFrame | None:
     """Credited rides already in the ledger per rider and local day."""
     if riders.len() == 0:
@@ -272,7 +273,7 @@ def _prior_counts(
         return None
     local = rows.select(
         "rider_id",
-        local_date_expr(rows["city"].unique().to_list()).alias("local_date"),
+        local_date_expr(rows["city"].unique().to_list(), timezones).alias("local_date"),
     )
     return local.group_by("rider_id", "local_date").agg(
         pl.len().cast(pl.Int64).alias("credited")
@@ -307,7 +308,9 @@ def credit_trips(
 
     def work() -> CreditSummary:
         todo = _undecided(con, trips)
-        decided = assess(todo, settings, _prior_counts(con, todo["rider_id"]))
+        decided = assess(
+            todo, settings, _prior_counts(con, todo["rider_id"], settings.timezones)
+        )
         ok = decided.filter(pl.col("reason").is_null())
         entries = ok.select(
             "rider_id",
@@ -439,6 +442,39 @@ def trip_decision(
     return None
 
 
+def trip_decisions(
+    con: duckdb.DuckDBPyConnection, trip_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """``trip_decision`` for many trips at once (two queries, not one per trip);
+    trips with no decision are left out."""
+    if not trip_ids:
+        return {}
+    con.register("_ask_ids", pl.DataFrame({"trip_id": trip_ids}).to_arrow())
+    try:
+        entries = query_frame(
+            con,
+            "SELECT * FROM ledger WHERE trip_id IN (SELECT trip_id FROM _ask_ids) "
+            "AND kind IN ('credit', 'reversal') ORDER BY entry_id",
+        )
+        excl = query_frame(
+            con,
+            "SELECT * FROM credit_exclusions "
+            "WHERE trip_id IN (SELECT trip_id FROM _ask_ids)",
+        )
+    finally:
+        con.unregister("_ask_ids")
+    out: dict[str, dict[str, Any]] = {}
+    for e in entries.to_dicts():
+        tid = e["trip_id"]
+        if e["kind"] == "credit":
+            out[tid] = {"status": "credited", "entry": e, "reversal": None}
+        elif tid in out:
+            out[tid].update(status="reversed", reversal=e)
+    for x in excl.to_dicts():
+        out[x["trip_id"]] = {"status": "excluded", "exclusion": x}
+    return out
+
+
 def reverse(
     con: duckdb.DuckDBPyConnection, trip_id: str, note: str = "reversed"
 ) -> dict[str, Any]:
@@ -455,7 +491,7 @@ def reverse(
         if rows.height == 0:
             raise UnknownTripError(f"trip {trip_id!r} has no credit to reverse")
         if rows.height > 1:
-            return rows.row(1, named=True)
+            return {**rows.row(1, named=True), "already_reversed": True}
         entry = rows.select(
             "rider_id",
             "trip_id",
@@ -464,7 +500,7 @@ def reverse(
             *_RIDE_FIELDS,
             pl.lit(note).alias("note"),
         )
-        return _append(con, entry).row(0, named=True)
+        return {**_append(con, entry).row(0, named=True), "already_reversed": False}
 
     result: dict[str, Any] = _write(con, work)
     return result

@@ -20,6 +20,7 @@ of credits minus reversals for the period: a difference raises
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -58,6 +59,11 @@ BOUNDARY = (
     "and 3 greenhouse-gas inventory and never netted against it (GRI 305-5 "
     "reductions; HKEX ESG Reporting Guide, environmental KPIs A1.2 and A1.5)."
 )
+
+
+#: The plans a report counts: (start, end, city) -> plan_id, city, plan_date,
+#: truck_km, one current plan per city and date.
+PlanSource = Callable[[dt.date, dt.date, str | None], pl.DataFrame]
 
 
 def mg_to(mg: int, unit: str) -> Decimal:
@@ -126,8 +132,15 @@ def build_report(
     start: dt.date,
     end: dt.date,
     city: str | None = None,
+    plans: PlanSource | None = None,
 ) -> Report:
-    """Aggregate, verify and reconcile the reduction report for a period."""
+    """Aggregate, verify and reconcile the reduction report for a period.
+
+    ``plans(start, end, city)`` gives the rebalancing plans the operations
+    emissions count (``plan_id, city, plan_date, truck_km``: one current plan
+    per city and date); the use case passes the planner's function in, so this
+    module reads no table of another package.
+    """
     if end < start:
         raise InvalidConfigError(f"--to {end} is before --from {start}")
     ensure_schema(con)
@@ -210,7 +223,7 @@ def build_report(
             for c in (*_SUMS, "ride_co2_mg", "baseline_co2_mg")
         },
     }
-    operations = _operations(con, settings, start, end, city)
+    operations = _operations(plans, settings, start, end, city)
     totals["operations_co2_mg"] = operations["co2_mg"]
     totals["net_co2_mg"] = (
         totals["baseline_co2_mg"] - totals["ride_co2_mg"] - operations["co2_mg"]
@@ -246,8 +259,7 @@ def build_report(
             f"{pending:,} rides in the period are not credited yet (run "
             "`bikefleet credit`); they are not in this report."
         )
-    if not operations["plans"]:
-        notes.append(operations["note"])
+    notes.append(operations["note"])
     return Report(
         start=start,
         end=end,
@@ -284,32 +296,35 @@ def _check_text(check: LedgerCheck) -> str:
 
 
 def _operations(
-    con: duckdb.DuckDBPyConnection,
+    plans: PlanSource | None,
     settings: Settings,
     start: dt.date,
     end: dt.date,
     city: str | None,
 ) -> dict[str, Any]:
-    has_plans = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'plans'"
-    ).fetchall()[0][0]
-    plans, km = 0, 0.0
-    if has_plans:
-        row = con.execute(
-            "SELECT count(*), coalesce(sum(truck_km), 0) FROM plans "
-            "WHERE plan_date BETWEEN ? AND ?" + (" AND city = ?" if city else ""),
-            [start, end, *([city] if city else [])],
-        ).fetchall()[0]
-        plans, km = int(row[0]), float(row[1])
+    used = plans(start, end, city) if plans is not None else None
+    n = used.height if used is not None else 0
+    km = float(used["truck_km"].sum()) if used is not None and n else 0.0
     mg = int(Decimal(repr(km)) * settings.truck_co2_g_per_km * 1000)
+    listed = (
+        "; ".join(
+            f"plan {r['plan_id']} ({r['city']} {r['plan_date']}, "
+            f"{r['truck_km']:,.1f} km)"
+            for r in used.iter_rows(named=True)
+        )
+        if used is not None and n
+        else ""
+    )
     note = (
-        f"{plans} rebalancing plans with {km:,.1f} truck km in the period"
-        if plans
+        f"{n} rebalancing plans with {km:,.1f} truck km in the period, one per city "
+        f"and date (the newest; superseded plans are not counted): {listed}"
+        if n
         else "The plan store holds no rebalancing plans for this period: "
         "operations emissions are zero here, not measured."
     )
     return {
-        "plans": plans,
+        "plans": n,
+        "plan_ids": [] if used is None else [int(v) for v in used["plan_id"]],
         "truck_km": km,
         "truck_co2_g_per_km": settings.truck_co2_g_per_km,
         "source": settings.truck_factor_source,

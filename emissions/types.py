@@ -7,8 +7,12 @@ milligrams. Decimal values from files never pass through a float.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+
+from fleet.cities import CITIES
+from fleet.types import City
 
 __all__ = [
     "POLLUTANTS",
@@ -72,6 +76,14 @@ class Rules:
     daily_cap_rides: int = 20
 
 
+def _packaged_metro() -> dict[str, bool]:
+    return CITIES.metro()
+
+
+def _packaged_timezones() -> dict[str, str]:
+    return CITIES.timezones()
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a credit or a report depends on (see ``emissions/settings.toml``)."""
@@ -79,7 +91,8 @@ class Settings:
     factors: tuple[Factor, ...]
     rules: Rules = Rules()
     route_factor: Decimal = Decimal("1.3")
-    metro: dict[str, bool] = field(default_factory=dict)
+    metro: dict[str, bool] = field(default_factory=_packaged_metro)
+    timezones: dict[str, str] = field(default_factory=_packaged_timezones)
     truck_co2_g_per_km: Decimal = Decimal("250")
     truck_factor_source: str = ""
     source_file: str = ""
@@ -91,6 +104,15 @@ class Settings:
     def has_metro(self, city: str) -> bool:
         """A city's metro status; unconfigured cities count as having one."""
         return self.metro.get(city, True)
+
+    def for_cities(self, cities: Mapping[str, City]) -> Settings:
+        """These settings with the metro status and time zones of ``cities``
+        (the city registry: packaged cities and those added to the store)."""
+        return replace(
+            self,
+            metro={n: c.metro for n, c in cities.items()},
+            timezones={n: c.timezone for n, c in cities.items()},
+        )
 
     def factor(self, city_class: str, vehicle_type: str) -> Factor:
         for f in self.factors:

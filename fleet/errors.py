@@ -8,7 +8,8 @@ the built-in it behaves like, so callers may catch either::
     ├── UnknownFormatError    (ValueError)   a header no reader recognises
     ├── UnknownCityError      (LookupError)  a city with no configured time zone
     ├── InvalidConfigError    (ValueError)   a bad parameter (resolution, limits...)
-    └── EmptyStoreError       (LookupError)  a step that needs data the store lacks
+    ├── EmptyStoreError       (LookupError)  a step that needs data the store lacks
+    └── StoreNotFoundError    (LookupError)  no store at the path given (--db)
 
 A bad *row* is not an error: it goes to the quarantine with its reason.
 """
@@ -19,6 +20,7 @@ __all__ = [
     "BikeFleetError",
     "EmptyStoreError",
     "InvalidConfigError",
+    "StoreNotFoundError",
     "UnknownCityError",
     "UnknownFormatError",
     "UnreadableFileError",
@@ -58,5 +60,11 @@ class InvalidConfigError(BikeFleetError, ValueError):
 
 class EmptyStoreError(BikeFleetError, LookupError):
     """A step needs data that the store does not hold yet."""
+
+    http_status = 404
+
+
+class StoreNotFoundError(BikeFleetError, LookupError):
+    """No store where one was expected (a command that reads, given a bad path)."""
 
     http_status = 404

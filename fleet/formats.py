@@ -123,6 +123,10 @@ FORMATS: tuple[str, ...] = (*_SIGNATURES, "mds")
 #: Datum each format's coordinates arrive in.
 DATUM = {"mobike_shanghai": "gcj02"}
 
+#: Formats that record local wall-clock times: reading them needs the city's
+#: time zone, so the city must be known first. The others carry UTC instants.
+LOCAL_TIME_FORMATS = frozenset({"mobike_shanghai", "system", "system_legacy"})
+
 #: City a format implies when the caller names none (None: the caller must).
 DEFAULT_CITY = {
     "singapore_dockless": "singapore",

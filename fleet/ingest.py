@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import duckdb
 
 from fleet.cells import DEFAULT_RES
-from fleet.cities import get_city
+from fleet.cities import CITIES
 from fleet.io import file_sha256, read_source
 from fleet.pipeline import process_batch
 from fleet.store import find_load, load_processed
-from fleet.types import IngestReport, ValidationLimits
+from fleet.types import City, IngestReport, ValidationLimits
 
 __all__ = ["ingest_file"]
 
@@ -24,6 +24,7 @@ def ingest_file(
     city: str | None = None,
     res: int = DEFAULT_RES,
     limits: ValidationLimits | None = None,
+    cities: Mapping[str, City] | None = None,
     on_read: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Load one file into the store and report what happened.
@@ -35,10 +36,15 @@ def ingest_file(
     sha = file_sha256(path) if path.is_file() else ""
     if sha and (prior := find_load(con, sha256=sha)) is not None:
         return IngestReport(str(path), "-", 0, 0, {}, prior, already_loaded=True)
-    batch = read_source(path, city=city)
+    batch = read_source(path, city=city, cities=cities)
     if on_read is not None:
         on_read(batch.raw.height)
-    done = process_batch(batch, get_city(batch.city), res=res, limits=limits)
+    # Formats in UTC need no time zone to read: trips of a city not known yet
+    # load, and `bikefleet cities add NAME` then finds its zone from them.
+    known = (cities if cities is not None else CITIES).get(batch.city)
+    done = process_batch(
+        batch, known or City(batch.city, "UTC"), res=res, limits=limits
+    )
     load_id, quarantine = load_processed(
         con,
         done,

@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,15 @@ import polars as pl
 
 from fleet.cities import get_city
 from fleet.errors import UnknownFormatError, UnreadableFileError
-from fleet.formats import DATUM, DEFAULT_CITY, FORMATS, detect_format
+from fleet.formats import (
+    DATUM,
+    DEFAULT_CITY,
+    FORMATS,
+    LOCAL_TIME_FORMATS,
+    detect_format,
+)
 from fleet.schema import TRIP_COLUMNS
+from fleet.types import City
 
 __all__ = [
     "SourceBatch",
@@ -197,7 +205,9 @@ def _route_point(trip: dict[str, object], idx: int) -> dict[str, float] | None:
     return {"lat": lat, "lng": lng}
 
 
-def read_source(path: Path, *, city: str | None = None) -> SourceBatch:
+def read_source(
+    path: Path, *, city: str | None = None, cities: Mapping[str, City] | None = None
+) -> SourceBatch:
     """Read one trip file and recognise its format from the header.
 
     ``city`` names the city for formats that do not imply one; a hive path
@@ -239,7 +249,8 @@ def read_source(path: Path, *, city: str | None = None) -> SourceBatch:
         raise UnknownFormatError(
             f"{path}: {fmt} files record local times without a city; pass --city"
         )
-    get_city(name)  # fail early on an unknown city
+    if fmt in LOCAL_TIME_FORMATS:
+        get_city(name, cities)  # local times need the zone: fail early
     return SourceBatch(str(path), fmt, name, DATUM.get(fmt, "wgs84"), raw)
 
 

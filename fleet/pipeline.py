@@ -20,8 +20,8 @@ import polars as pl
 from fleet.cells import DEFAULT_RES, cell_flows, index_trips, sum_flows
 from fleet.formats import convert_datum, mobike_track_length_m, to_canonical
 from fleet.io import SourceBatch, raw_rows_json
-from fleet.schema import QUARANTINE_SCHEMA, TRIP_COLUMNS
-from fleet.types import City, ValidationLimits
+from fleet.schema import QUARANTINE_SCHEMA, TRIP_STORE_COLUMNS
+from fleet.types import City, Processed, ValidationLimits
 from fleet.validate import validate_trips
 
 __all__ = [
@@ -34,14 +34,6 @@ __all__ = [
     "process_batch",
     "process_partition",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Processed:
-    """Accepted trips (canonical + cells + provenance) and quarantined rows."""
-
-    trips: pl.DataFrame
-    quarantine: pl.DataFrame
 
 
 def prepare_raw(fmt: str, raw: pl.DataFrame) -> pl.DataFrame:
@@ -146,16 +138,6 @@ def process_partition(
         done.trips.select("city", "start_cell", "end_cell", "started_at", "ended_at")
     ).collect()
     return done, flows
-
-
-TRIP_STORE_COLUMNS: tuple[str, ...] = (
-    *TRIP_COLUMNS,
-    "start_cell",
-    "end_cell",
-    "h3_res",
-    "datum",
-    "line",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ __all__ = [
     "QUARANTINE_SCHEMA",
     "TRIP_COLUMNS",
     "TRIP_SCHEMA",
+    "TRIP_STORE_COLUMNS",
     "VEHICLE_TYPES",
     "empty_trips",
 ]
@@ -54,6 +55,18 @@ TRIP_SCHEMA: dict[str, pl.DataType] = {
     "city": pl.String(),
 }
 TRIP_COLUMNS: tuple[str, ...] = tuple(TRIP_SCHEMA)
+
+#: Columns of the store's ``trips`` table a load writes, in order (the canonical
+#: columns, the H3 cells at ``h3_res``, the datum the coordinates arrived in and
+#: the source line), before ``load_id`` and ``source``.
+TRIP_STORE_COLUMNS: tuple[str, ...] = (
+    *TRIP_COLUMNS,
+    "start_cell",
+    "end_cell",
+    "h3_res",
+    "datum",
+    "line",
+)
 
 #: Columns a trip may leave empty.
 NULLABLE: frozenset[str] = frozenset({"rider_id", "distance_m"})

@@ -15,6 +15,12 @@ Tables (names and columns are contracts for ops scripts; see the README):
 - ``cell_stock``: ``city, taken_at, cell, bikes, ebikes, total``.
 - ``demand_profile``: ``city, h3_res, cell, day_type, hour_of_day, departures,
   arrivals, days, fallback``.
+- ``cities``: ``name, timezone, metro, added_at``: cities an operator added
+  (``bikefleet cities add``), beside the packaged ``fleet/cities.toml``.
+
+Rides that arrive one by one (the HTTP service) are kept under ``load_id`` 0
+with their source (``api:/v1/rides``); their rejections go to ``quarantine``
+like a file's.
 
 Every write that replaces derived data, and every load, runs in one transaction:
 a failure leaves the store as it was.
@@ -31,17 +37,21 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from fleet.errors import EmptyStoreError
-from fleet.pipeline import TRIP_STORE_COLUMNS, Processed
-from fleet.schema import TRIP_COLUMNS
+from fleet.errors import EmptyStoreError, StoreNotFoundError
+from fleet.schema import TRIP_COLUMNS, TRIP_STORE_COLUMNS
+from fleet.types import City, Processed
 
 __all__ = [
+    "append_rides",
     "default_db_path",
     "load_processed",
     "open_store",
     "query_frame",
     "read_trips",
     "replace_table_rows",
+    "save_city",
+    "store_exists",
+    "stored_cities",
     "transaction",
 ]
 
@@ -84,6 +94,10 @@ CREATE TABLE IF NOT EXISTS cell_stock (
     city VARCHAR NOT NULL, taken_at TIMESTAMPTZ NOT NULL, cell UBIGINT NOT NULL,
     bikes BIGINT NOT NULL, ebikes BIGINT NOT NULL, total BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cities (
+    name VARCHAR PRIMARY KEY, timezone VARCHAR NOT NULL, metro BOOLEAN NOT NULL,
+    added_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS demand_profile (
     city VARCHAR NOT NULL, h3_res TINYINT NOT NULL, cell UBIGINT NOT NULL,
     day_type VARCHAR NOT NULL, hour_of_day TINYINT NOT NULL, departures DOUBLE NOT NULL,
@@ -99,10 +113,28 @@ def default_db_path() -> Path:
     return Path(os.environ.get("BIKEFLEET_DATA", "data")) / "bikefleet.duckdb"
 
 
-def open_store(path: Path | str | None = None) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the store at ``path``, with all its tables."""
+def store_exists(path: Path | str | None = None) -> bool:
+    """True when a store file is at ``path`` (``:memory:`` always exists)."""
     p = Path(path) if path is not None else default_db_path()
-    if str(p) != ":memory:":
+    return str(p) == ":memory:" or p.is_file()
+
+
+def open_store(
+    path: Path | str | None = None, *, create: bool = True
+) -> duckdb.DuckDBPyConnection:
+    """Open the store at ``path``, with all its tables.
+
+    With ``create=False`` a missing file is an error (``StoreNotFoundError``)
+    instead of a new empty store: commands that only read must not mistake a
+    mistyped ``--db`` for an empty store.
+    """
+    p = Path(path) if path is not None else default_db_path()
+    if not store_exists(p):
+        if not create:
+            raise StoreNotFoundError(
+                f"no store at {p}: check --db (or $BIKEFLEET_DB), or create one "
+                "with `bikefleet ingest FILE --db " + str(p) + "` or ./scripts/demo"
+            )
         p.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(p))
     con.execute("SET TimeZone = 'UTC'")
@@ -303,3 +335,69 @@ _DERIVED = (
     "cell_stock",
     "demand_profile",
 )
+
+
+def append_rides(
+    con: duckdb.DuckDBPyConnection, done: Processed, *, source: str
+) -> None:
+    """Store rides that arrived one by one (``load_id`` 0) and their rejections,
+    in the caller's transaction; the caller has ruled out known trip ids."""
+    if done.trips.height:
+        tr = done.trips.select(*TRIP_STORE_COLUMNS).with_columns(
+            pl.lit(0, pl.Int64).alias("load_id"), pl.lit(source).alias("source")
+        )
+        con.register("_new_rides", tr.to_arrow())
+        try:
+            con.execute(
+                f"INSERT INTO trips ({', '.join(_TRIP_TABLE_COLUMNS)}) "
+                "SELECT * FROM _new_rides"
+            )
+        finally:
+            con.unregister("_new_rides")
+    if done.quarantine.height:
+        q = done.quarantine.select(
+            pl.lit(0, pl.Int64).alias("load_id"),
+            pl.lit(source).alias("source"),
+            "line",
+            "reason",
+            "detail",
+            "raw",
+        )
+        con.register("_new_rq", q.to_arrow())
+        try:
+            con.execute("INSERT INTO quarantine SELECT * FROM _new_rq")
+        finally:
+            con.unregister("_new_rq")
+
+
+def known_trip_ids(con: duckdb.DuckDBPyConnection, trip_ids: list[str]) -> pl.DataFrame:
+    """The stored trips among ``trip_ids`` (all canonical columns)."""
+    if not trip_ids:
+        return pl.DataFrame(schema={"trip_id": pl.String})
+    con.register("_ask", pl.DataFrame({"trip_id": trip_ids}).to_arrow())
+    try:
+        return query_frame(
+            con,
+            f"SELECT {', '.join(TRIP_COLUMNS)} FROM trips "
+            "WHERE trip_id IN (SELECT trip_id FROM _ask)",
+        )
+    finally:
+        con.unregister("_ask")
+
+
+def stored_cities(con: duckdb.DuckDBPyConnection) -> list[City]:
+    """Cities added to this store (``bikefleet cities add``), by name."""
+    rows = con.execute(
+        "SELECT name, timezone, metro FROM cities ORDER BY name"
+    ).fetchall()
+    return [City(str(n), str(tz), bool(m)) for n, tz, m in rows]
+
+
+def save_city(con: duckdb.DuckDBPyConnection, city: City) -> None:
+    """Add ``city`` to the store, or replace the stored city of that name."""
+    with transaction(con):
+        con.execute("DELETE FROM cities WHERE name = ?", [city.name])
+        con.execute(
+            "INSERT INTO cities VALUES (?, ?, ?, ?)",
+            [city.name, city.timezone, city.metro, dt.datetime.now(dt.UTC)],
+        )

@@ -5,22 +5,27 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+import polars as pl
+
 from fleet.errors import InvalidConfigError
 
 __all__ = [
     "City",
     "DemandEvaluation",
     "IngestReport",
+    "Processed",
     "ValidationLimits",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class City:
-    """A city and the IANA time zone of its local clock."""
+    """A city, the IANA time zone of its local clock, and whether it has a metro
+    (the emissions factors differ)."""
 
     name: str
     timezone: str
+    metro: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +41,16 @@ class ValidationLimits:
         below 50 km), divided by the duration. 40 km/h is beyond a
         sprinting cyclist's average and far beyond the 25 km/h cap on e-bikes
         (GB 17761-2018, EN 15194); anything faster is a GPS jump or a truck ride.
+    not_before, not_after
+        When set (UTC), rides that started before ``not_before`` (``too_old``)
+        or ended after ``not_after`` (``in_the_future``) are rejected. Files
+        of past rides have no window; rides sent one by one do (a back- or
+        forward-dated ride would otherwise start a fresh daily cap).
     """
 
     max_speed_kmh: float = 40.0
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.max_speed_kmh > 0:
@@ -78,3 +90,11 @@ class DemandEvaluation:
     mae_last_day: float
     mae_flat: float
     cells: int
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """Accepted trips (canonical + cells + provenance) and quarantined rows."""
+
+    trips: pl.DataFrame
+    quarantine: pl.DataFrame

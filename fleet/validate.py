@@ -11,6 +11,9 @@ gets the first that applies and ``detail`` names the field and the value:
 - ``null_island``: start or end at exactly (0, 0), the GPS "no fix" default
 - ``end_not_after_start``: ``ended_at`` <= ``started_at``
 - ``implausible_speed``: average speed above ``ValidationLimits.max_speed_kmh``
+- ``too_old``: started before ``ValidationLimits.not_before`` (rides sent one by
+  one must be recent: the HTTP service sets a window, files have none)
+- ``in_the_future``: ended after ``ValidationLimits.not_after``
 - ``duplicate_trip_id``: the trip_id repeats an earlier accepted row of the load,
   or is already in the store (checked by ``fleet.store``)
 """
@@ -45,6 +48,8 @@ REASONS: tuple[str, ...] = (
     "null_island",
     "end_not_after_start",
     "implausible_speed",
+    "too_old",
+    "in_the_future",
     "duplicate_trip_id",
 )
 
@@ -165,6 +170,30 @@ def trip_checks(limits: ValidationLimits) -> list[Check]:
             ),
         )
     )
+    if limits.not_before is not None:
+        checks.append(
+            Check(
+                "too_old",
+                pl.col("started_at") < pl.lit(limits.not_before),
+                pl.format(
+                    "started_at {} is before {}, the oldest accepted",
+                    pl.col("started_at").dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
+                    pl.lit(f"{limits.not_before:%Y-%m-%dT%H:%M:%SZ}"),
+                ),
+            )
+        )
+    if limits.not_after is not None:
+        checks.append(
+            Check(
+                "in_the_future",
+                pl.col("ended_at") > pl.lit(limits.not_after),
+                pl.format(
+                    "ended_at {} is after {}, the latest accepted (now + leeway)",
+                    pl.col("ended_at").dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
+                    pl.lit(f"{limits.not_after:%Y-%m-%dT%H:%M:%SZ}"),
+                ),
+            )
+        )
     return checks
 
 

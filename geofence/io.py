@@ -44,9 +44,10 @@ def write_gbfs_v3(
 def read_points_csv(path: Path) -> pl.DataFrame:
     """Points to check: ``lat, lng`` and optional ``accuracy_m, vehicle_type``.
 
-    Every other column is kept as it is. A value that is not a number, or out of
-    range, raises ``InvalidZoneError`` naming the line, the column and the value
-    (line 1 is the header).
+    Every column is returned as the text it was (so an output can repeat the
+    input byte for byte); the numbers are checked here. A value that is not a
+    number, or out of range, raises ``InvalidZoneError`` naming the line, the
+    column and the value (line 1 is the header).
     """
     df = pl.read_csv(path, infer_schema=False)
     missing = [c for c in ("lat", "lng") if c not in df.columns]
@@ -60,7 +61,6 @@ def read_points_csv(path: Path) -> pl.DataFrame:
         "lng": (-180.0, 180.0),
         "accuracy_m": (0.0, 100_000.0),
     }
-    casts = []
     for col, (lo, hi) in limits.items():
         if col not in df.columns:
             continue
@@ -80,5 +80,4 @@ def read_points_csv(path: Path) -> pl.DataFrame:
                 f"{path}: line {i + 2}: {col} {df[col][i]!r} is not a number in "
                 f"[{lo:g}, {hi:g}]"
             )
-        casts.append(num.alias(col))
-    return df.with_columns(casts)
+    return df

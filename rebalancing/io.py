@@ -16,7 +16,7 @@ from matplotlib.collections import PolyCollection
 
 from rebalancing.plan import CityPlan
 
-__all__ = ["write_plan_files"]
+__all__ = ["plan_geojson", "write_plan_files"]
 
 
 def write_plan_files(plan: CityPlan, out_dir: Path, *, title: str) -> list[Path]:
@@ -28,12 +28,12 @@ def write_plan_files(plan: CityPlan, out_dir: Path, *, title: str) -> list[Path]
     png = out_dir / "plan.png"
     plan.stops.write_csv(stops_csv)
     plan.trucks.write_csv(trucks_csv)
-    geo.write_text(json.dumps(_geojson(plan)))
+    geo.write_text(json.dumps(plan_geojson(plan)))
     _png(plan, png, title)
     return [stops_csv, trucks_csv, geo, png]
 
 
-def _geojson(plan: CityPlan) -> dict[str, Any]:
+def plan_geojson(plan: CityPlan) -> dict[str, Any]:
     inst = plan.instance
     assert inst.lat is not None and inst.lng is not None
     depot = [float(inst.lng[0]), float(inst.lat[0])]
@@ -74,20 +74,43 @@ def _geojson(plan: CityPlan) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": feats}
 
 
+#: Truck routes: greens, purples, browns, greys, none of them a red or a blue,
+#: so a route never reads as a cell's surplus or deficit.
+TRUCK_COLOURS = (
+    "#1b7837",
+    "#762a83",
+    "#000000",
+    "#8c510a",
+    "#35978f",
+    "#c51b7d",
+    "#666666",
+    "#bf812d",
+    "#5aae61",
+    "#9970ab",
+)
+_SURPLUS = matplotlib.colormaps["Reds"]
+_DEFICIT = matplotlib.colormaps["Blues"]
+
+
 def _png(plan: CityPlan, path: Path, title: str) -> None:
     u = plan.units
     imb = (u["surplus"] - u["deficit"]).to_list()
+    top = max((abs(v) for v in imb), default=1) or 1
     polys, colors = [], []
     for cell, v in zip(u["unit"].to_list(), imb, strict=True):
         if v == 0:
             continue
         polys.append([(lng, lat) for lat, lng in h3.cell_to_boundary(cell)])
-        colors.append("#d95f02" if v > 0 else "#1b9e77")
+        # The shade says how big the imbalance is (reds: surplus, blues: deficit).
+        colors.append(
+            _SURPLUS(0.25 + 0.75 * v / top)
+            if v > 0
+            else _DEFICIT(0.25 + 0.75 * -v / top)
+        )
     fig, ax = plt.subplots(figsize=(9, 9), dpi=110)
     ax.add_collection(
-        PolyCollection(polys, facecolors=colors, alpha=0.45, edgecolors="none")
+        PolyCollection(polys, facecolors=colors, alpha=0.6, edgecolors="none")
     )
-    cmap = plt.get_cmap("tab20")
     inst = plan.instance
     assert inst.lat is not None and inst.lng is not None
     for truck, g in plan.stops.group_by("truck", maintain_order=True):
@@ -97,8 +120,8 @@ def _png(plan: CityPlan, path: Path, title: str) -> None:
             xs,
             ys,
             "-",
-            lw=1.4,
-            color=cmap((int(truck[0]) - 1) % 20),
+            lw=1.6,
+            color=TRUCK_COLOURS[(int(truck[0]) - 1) % len(TRUCK_COLOURS)],
             label=f"truck {truck[0]}",
         )
     ax.plot([inst.lng[0]], [inst.lat[0]], "ks", ms=8, label="depot")
@@ -108,7 +131,7 @@ def _png(plan: CityPlan, path: Path, title: str) -> None:
     ax.set_title(
         f"{title}\n{int(t['bikes_moved'])} bikes moved, {t['truck_km']} truck km, "
         f"{int(t['imbalance_left'])} bikes of imbalance left "
-        "(orange: surplus, green: deficit)",
+        f"(cells: reds surplus, blues deficit, darker = larger, up to {top} bikes)",
         fontsize=9,
     )
     ax.set_xlabel("longitude")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import h3
@@ -22,7 +23,7 @@ import polars as pl
 
 from fleet.geo import haversine_m
 from rebalancing.errors import InfeasibleInputError
-from rebalancing.solve import solve
+from rebalancing.solve import Progress, solve
 from rebalancing.types import Instance, PlanParams, Solution
 from rebalancing.verify import verify
 
@@ -222,11 +223,25 @@ def plan_routes(
     start: dt.datetime,
     depot: tuple[float, float] | None = None,
     matrix: pl.DataFrame | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_progress: Progress | None = None,
 ) -> CityPlan:
-    """Solve, verify and tabulate a plan for ``units`` (with targets)."""
+    """Solve, verify and tabulate a plan for ``units`` (with targets).
+
+    ``on_stage`` hears ``build``, ``solve`` and ``verify`` as they start;
+    ``on_progress(seconds, best_cost)`` each better solution of the search."""
     notes: list[str] = []
+    stage = on_stage or (lambda _: None)
+    stage("build")
     inst = build_instance(units, params, depot=depot, matrix=matrix)
-    sol = solve(inst, time_limit_s=params.time_limit_s, strategy=params.strategy)
+    stage("solve")
+    sol = solve(
+        inst,
+        time_limit_s=params.time_limit_s,
+        strategy=params.strategy,
+        on_progress=on_progress,
+    )
+    stage("verify")
     verify(inst, sol)
     rows = []
     for r in sol.routes:
@@ -265,6 +280,7 @@ def plan_routes(
                 "dropped_off": -sum(s.bikes for s in r.stops if s.bikes < 0),
                 "km": round(r.cost / 1000, 2),
                 "hours": round(r.duration_s / 3600, 2),
+                "ends_loaded": r.stops[-1].load_after if r.stops else 0,
             }
             for r in sol.routes
         ],
@@ -275,8 +291,14 @@ def plan_routes(
             "dropped_off": pl.Int64,
             "km": pl.Float64,
             "hours": pl.Float64,
+            "ends_loaded": pl.Int64,
         },
     )
+    for r in trucks.filter(pl.col("ends_loaded") > 0).iter_rows(named=True):
+        notes.append(
+            f"truck {r['truck']} ends its shift with {r['ends_loaded']} bikes on "
+            "board (it brings them back to the depot)"
+        )
     left = sum(abs(int(inst.demand_bikes[i])) for i in sol.skipped)
     total_imb = int(np.abs(inst.demand_bikes).sum())
     surplus = int(inst.demand_bikes[inst.demand_bikes > 0].sum())
@@ -292,8 +314,12 @@ def plan_routes(
             f"total deficit {deficit} exceeds total surplus {surplus}: trucks leave "
             "the depot empty, so at most the surplus can be delivered"
         )
+    picked = stops.filter(pl.col("action") == "pickup")["bikes"].sum()
+    dropped = stops.filter(pl.col("action") == "dropoff")["bikes"].sum()
     totals = {
-        "bikes_moved": float(stops["bikes"].sum() or 0),
+        # Each bike counts once, when it is picked up; drops are beside it.
+        "bikes_moved": float(picked or 0),
+        "bikes_dropped": float(dropped or 0),
         "truck_km": round(sol.arc_cost / 1000, 2),
         "imbalance_left": float(left),
         "imbalance_total": float(total_imb),

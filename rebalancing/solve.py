@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
@@ -43,8 +43,12 @@ def solve(
     strategy: str = "guided_local_search",
     exact_max_nodes: int = 40,
     workers: int = 2,
+    on_progress: Progress | None = None,
 ) -> Solution:
-    """Best verified solution found within ``time_limit_s``."""
+    """Best verified solution found within ``time_limit_s``.
+
+    ``on_progress(seconds, best_cost)`` is called each time the search finds a
+    better solution (to show signs of life on long solves)."""
     t0 = time.perf_counter()
     exact = (
         inst.penalty_per_bike is None
@@ -52,7 +56,12 @@ def solve(
         and (inst.n <= exact_max_nodes)
     )
     share = 0.3 if exact else 1.0
-    best = solve_routing(inst, time_limit_s=time_limit_s * share, strategy=strategy)
+    best = solve_routing(
+        inst,
+        time_limit_s=time_limit_s * share,
+        strategy=strategy,
+        on_progress=on_progress,
+    )
     if exact:
         left = time_limit_s - (time.perf_counter() - t0)
         if left > 0.2:
@@ -67,6 +76,10 @@ def solve(
     return _with_seconds(best, time.perf_counter() - t0)
 
 
+#: ``(seconds since the start, best cost so far)``.
+Progress = Callable[[float, float], None]
+
+
 def _with_seconds(s: Solution, secs: float) -> Solution:
     return Solution(s.routes, s.skipped, s.cost, s.arc_cost, secs, s.method)
 
@@ -78,7 +91,11 @@ def _vehicles(inst: Instance) -> int:
 
 
 def solve_routing(
-    inst: Instance, *, time_limit_s: float, strategy: str = "guided_local_search"
+    inst: Instance,
+    *,
+    time_limit_s: float,
+    strategy: str = "guided_local_search",
+    on_progress: Progress | None = None,
 ) -> Solution | None:
     """OR-Tools routing: load dimension in [0, Q], optional shift and skipping."""
     t0 = time.perf_counter()
@@ -104,6 +121,16 @@ def solve_routing(
         for i in range(1, n):
             p = round(abs(demand[i]) * inst.penalty_per_bike)
             routing.AddDisjunction([manager.NodeToIndex(i)], p)
+    if on_progress is not None:
+        best = [float("inf")]
+
+        def found_one() -> None:
+            c = float(routing.CostVar().Value())
+            if c < best[0]:
+                best[0] = c
+                on_progress(time.perf_counter() - t0, c)
+
+        routing.AddAtSolutionCallback(found_one)
     params = pywrapcp.DefaultRoutingSearchParameters()
     fs = routing_enums_pb2.FirstSolutionStrategy
     params.first_solution_strategy = (

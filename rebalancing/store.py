@@ -5,8 +5,14 @@ Tables (contracts, see the README):
 - ``plans``: ``plan_id, city, plan_date, created_at, trucks, capacity_bikes,
   shift_h, bikes_moved, truck_km, imbalance_left, imbalance_total, cost, method,
   seconds, verified, notes``.
+  ``superseded_by`` (NULL while the plan is the current one for its city and
+  date; a newer plan for the same city and date supersedes it: it is kept, marked
+  with the newer plan's id, and not counted in reports).
 - ``plan_stops``: ``plan_id, truck, seq, unit, lat, lng, action`` (``pickup`` |
   ``dropoff``), ``bikes, load_after, eta``.
+- ``plan_jobs``: plan jobs of the HTTP service: ``job_id, status`` (``queued``,
+  ``running``, ``done``, ``failed``), ``submitted_at, finished_at, error,
+  plan_id, city, plan_date, geojson``.
 
 Only verified plans are written (``verified`` is always true; the column says
 so to whoever reads the table). One transaction per plan.
@@ -19,11 +25,17 @@ import datetime as dt
 import duckdb
 import polars as pl
 
-from fleet.store import transaction
+from fleet.store import query_frame, transaction
 from rebalancing.plan import CityPlan
 from rebalancing.types import PlanParams
 
-__all__ = ["PLAN_SCHEMA_SQL", "save_plan"]
+__all__ = [
+    "PLAN_SCHEMA_SQL",
+    "current_plans",
+    "read_job",
+    "save_plan",
+    "update_job",
+]
 
 PLAN_SCHEMA_SQL = """
 CREATE SEQUENCE IF NOT EXISTS plan_ids START 1;
@@ -36,13 +48,25 @@ CREATE TABLE IF NOT EXISTS plans (
     cost DOUBLE NOT NULL, method VARCHAR NOT NULL, seconds DOUBLE NOT NULL,
     verified BOOLEAN NOT NULL, notes VARCHAR[] NOT NULL
 );
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS superseded_by BIGINT;
 CREATE TABLE IF NOT EXISTS plan_stops (
     plan_id BIGINT NOT NULL, truck INTEGER NOT NULL, seq INTEGER NOT NULL,
     unit VARCHAR NOT NULL, lat DOUBLE NOT NULL, lng DOUBLE NOT NULL,
     action VARCHAR NOT NULL, bikes INTEGER NOT NULL, load_after INTEGER NOT NULL,
     eta TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS plan_jobs (
+    job_id VARCHAR PRIMARY KEY, status VARCHAR NOT NULL,
+    submitted_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, error VARCHAR,
+    plan_id BIGINT, city VARCHAR, plan_date DATE, geojson VARCHAR
+);
 """
+
+_PLAN_COLUMNS = (
+    "plan_id, city, plan_date, created_at, trucks, capacity_bikes, shift_h, "
+    "bikes_moved, truck_km, imbalance_left, imbalance_total, cost, method, "
+    "seconds, verified, notes"
+)
 
 
 def save_plan(
@@ -59,7 +83,7 @@ def save_plan(
     with transaction(con):
         pid = int(con.execute("SELECT nextval('plan_ids')").fetchall()[0][0])
         con.execute(
-            "INSERT INTO plans VALUES "
+            f"INSERT INTO plans ({_PLAN_COLUMNS}) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?)",
             [
                 pid,
@@ -79,8 +103,110 @@ def save_plan(
                 list(plan.notes),
             ],
         )
+        con.execute(
+            "UPDATE plans SET superseded_by = ? WHERE city = ? AND plan_date = ? "
+            "AND plan_id <> ? AND superseded_by IS NULL",
+            [pid, city, date, pid],
+        )
         rows = plan.stops.select(pl.lit(pid).alias("plan_id"), pl.all())
         con.register("_plan_rows", rows.to_arrow())
         con.execute("INSERT INTO plan_stops SELECT * FROM _plan_rows")
         con.unregister("_plan_rows")
     return pid
+
+
+def current_plans(
+    con: duckdb.DuckDBPyConnection,
+    start: dt.date,
+    end: dt.date,
+    city: str | None = None,
+) -> pl.DataFrame:
+    """The current (not superseded) plan of each city and date in the period:
+    ``plan_id, city, plan_date, truck_km``, by date and city."""
+    return query_frame(
+        con,
+        "SELECT plan_id, city, plan_date, truck_km FROM plans "
+        "WHERE plan_date BETWEEN ? AND ? AND superseded_by IS NULL"
+        + (" AND city = ?" if city else "")
+        + " ORDER BY plan_date, city",
+        [start, end, *([city] if city else [])],
+    )
+
+
+_JOB_FIELDS = (
+    "job_id",
+    "status",
+    "submitted_at",
+    "finished_at",
+    "error",
+    "plan_id",
+    "city",
+    "plan_date",
+)
+
+
+def update_job(con: duckdb.DuckDBPyConnection, job_id: str, **fields: object) -> None:
+    """Create a plan job (first call) or update its fields."""
+    unknown = set(fields) - {*_JOB_FIELDS, "geojson"}
+    if unknown:
+        raise ValueError(f"unknown plan job field(s) {sorted(unknown)}")
+    with transaction(con):
+        have = con.execute(
+            "SELECT count(*) FROM plan_jobs WHERE job_id = ?", [job_id]
+        ).fetchall()[0][0]
+        if not have:
+            con.execute(
+                "INSERT INTO plan_jobs (job_id, status, submitted_at) VALUES (?, ?, ?)",
+                [job_id, "queued", dt.datetime.now(dt.UTC)],
+            )
+        if fields:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            con.execute(
+                f"UPDATE plan_jobs SET {sets} WHERE job_id = ?",
+                [*fields.values(), job_id],
+            )
+
+
+def read_job(
+    con: duckdb.DuckDBPyConnection, job_id: str
+) -> tuple[dict[str, object], str | None] | None:
+    """A plan job's fields and its GeoJSON (when done), or None."""
+    rows = query_frame(
+        con,
+        f"SELECT {', '.join(_JOB_FIELDS)}, geojson FROM plan_jobs WHERE job_id = ?",
+        [job_id],
+    )
+    if rows.height == 0:
+        return None
+    row = rows.row(0, named=True)
+    geojson = row.pop("geojson")
+    return row, geojson
+
+
+def fail_unfinished_jobs(con: duckdb.DuckDBPyConnection, reason: str) -> int:
+    """Mark jobs still queued or running as failed (after a restart)."""
+    n = con.execute(
+        "SELECT count(*) FROM plan_jobs WHERE status IN ('queued', 'running')"
+    ).fetchall()[0][0]
+    con.execute(
+        "UPDATE plan_jobs SET status = 'failed', error = ?, finished_at = ? "
+        "WHERE status IN ('queued', 'running')",
+        [reason, dt.datetime.now(dt.UTC)],
+    )
+    return int(n)
+
+
+def plan_stops(con: duckdb.DuckDBPyConnection, plan_id: int) -> pl.DataFrame:
+    """A saved plan's stops in route order."""
+    return query_frame(
+        con,
+        "SELECT truck, seq, unit, lat, lng, action, bikes, load_after, eta "
+        "FROM plan_stops WHERE plan_id = ? ORDER BY truck, seq",
+        [plan_id],
+    )
+
+
+def plan_row(con: duckdb.DuckDBPyConnection, plan_id: int) -> dict[str, object]:
+    """A saved plan's row of ``plans``."""
+    rows = query_frame(con, "SELECT * FROM plans WHERE plan_id = ?", [plan_id])
+    return rows.row(0, named=True)

@@ -167,7 +167,7 @@ def test_concurrent_credits_for_one_rider_never_lose_or_duplicate(store) -> None
 
 
 def test_credit_store_takes_every_pending_ride_and_reports_progress(store) -> None:
-    from fleet.pipeline import TRIP_STORE_COLUMNS
+    from fleet.schema import TRIP_STORE_COLUMNS
 
     trips = city_rides(200).with_columns(
         pl.lit(0, pl.UInt64).alias("start_cell"),

@@ -1,4 +1,6 @@
-"""API keys with scopes, stored hashed in the store's ``api_keys`` table.
+"""Use cases: manage API keys (create, list, revoke) and check presented ones.
+
+Keys carry scopes and are stored hashed in the store's ``api_keys`` table.
 
 A key reads ``bf_<key_id>_<secret>``: ``key_id`` (12 hex digits) finds the row,
 the secret (43 URL-safe characters, 256 random bits) is checked against its
@@ -17,23 +19,34 @@ import hmac
 import secrets
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+from fleet.errors import EmptyStoreError, InvalidConfigError
 
-from fleet.errors import InvalidConfigError
+if TYPE_CHECKING:
+    from api.usecases.store import Store
 
-__all__ = ["KEY_SCHEMA_SQL", "SCOPES", "ApiKey", "KeyRing", "create_key"]
+__all__ = [
+    "KEY_SCHEMA_SQL",
+    "SCOPES",
+    "ApiKey",
+    "KeyRing",
+    "create_key",
+    "list_keys",
+    "revoke_key",
+]
 
 #: Every scope, and what it opens.
 SCOPES = {
     "parking:check": "POST /v1/parking/check, /v1/parking/check-batch",
     "zones:read": "GET /v1/zones",
     "zones:write": "PUT /v1/zones",
-    "rides:write": "POST /v1/rides, /v1/rides/{trip_id}/reversal",
+    "rides:write": "POST /v1/rides, /v1/rides/batch, /v1/rides/{trip_id}/reversal",
     "carbon:read": "GET /v1/riders/{rider_id}/carbon",
     "plans:write": "POST /v1/plans",
     "plans:read": "GET /v1/plans/{job_id}",
     "reports:read": "GET /v1/reports/emissions",
+    "keys:admin": "POST /v1/keys, GET /v1/keys, DELETE /v1/keys/{key_id}",
 }
 
 KEY_SCHEMA_SQL = """
@@ -56,9 +69,7 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(
-    con: duckdb.DuckDBPyConnection, scopes: list[str], name: str = ""
-) -> tuple[ApiKey, str]:
+def create_key(store: Store, scopes: list[str], name: str = "") -> tuple[ApiKey, str]:
     """Create a key with ``scopes``; return it and the full key text (shown once)."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
@@ -66,6 +77,7 @@ def create_key(
             f"unknown scope(s) {', '.join(unknown) or '(none given)'}: "
             f"choose from {', '.join(SCOPES)}"
         )
+    con = store.con
     con.execute(KEY_SCHEMA_SQL)
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
@@ -77,10 +89,45 @@ def create_key(
     return ApiKey(key_id, name or key_id, frozenset(wanted)), f"bf_{key_id}_{secret}"
 
 
+def list_keys(store: Store) -> list[dict[str, Any]]:
+    """Every key's id, name, scopes, creation time and whether it is revoked
+    (never the secret)."""
+    rows = store.con.execute(
+        "SELECT key_id, name, scopes, created_at, revoked FROM api_keys "
+        "ORDER BY created_at, key_id"
+    ).fetchall()
+    return [
+        {
+            "key_id": r[0],
+            "name": r[1],
+            "scopes": list(r[2]),
+            "created_at": r[3],
+            "revoked": bool(r[4]),
+        }
+        for r in rows
+    ]
+
+
+def revoke_key(store: Store, key_id: str) -> bool:
+    """Revoke a key; False when it was already revoked. Unknown ids are an error."""
+    rows = store.con.execute(
+        "SELECT revoked FROM api_keys WHERE key_id = ?", [key_id]
+    ).fetchall()
+    if not rows:
+        raise EmptyStoreError(
+            f"no API key with id {key_id!r} (see `bikefleet keys list`)"
+        )
+    if rows[0][0]:
+        return False
+    store.con.execute("UPDATE api_keys SET revoked = TRUE WHERE key_id = ?", [key_id])
+    return True
+
+
 class KeyRing:
     """Checks presented keys against the store, caching rows by key id."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, store: Store) -> None:
+        con = store.con
         self._con = con
         self._cache: dict[str, tuple[str, ApiKey] | None] = {}
         self._lock = threading.Lock()
@@ -106,6 +153,11 @@ class KeyRing:
         if not hmac.compare_digest(digest, _digest(secret)):
             return None
         return key
+
+    def forget(self, key_id: str) -> None:
+        """Drop a cached key (after it was revoked)."""
+        with self._lock:
+            self._cache.pop(key_id, None)
 
     def _load(self, key_id: str) -> tuple[str, ApiKey] | None:
         with self._lock:

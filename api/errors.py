@@ -1,0 +1,91 @@
+"""One shape for every error body: ``{"error": ..., "detail": ...}``.
+
+Bikefleet's errors carry their HTTP status (``http_status``), mapped here once;
+validation errors are 422 with ``detail: [{field, reason}]``; malformed JSON is
+422 too; unknown paths (404) and methods (405) answer in the same shape; anything
+else is a 500 without a trace (logged by the server).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fleet.errors import BikeFleetError
+from geofence.errors import GeofenceError, NoZonesError
+
+__all__ = ["JSONOut", "install_error_handlers"]
+
+log = logging.getLogger("bikefleet.api")
+
+_NAMES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    422: "invalid_input",
+    503: "unavailable",
+}
+
+
+class JSONOut(Response):
+    """JSON via orjson (datetimes as RFC 3339, NaN refused)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        items = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e.get("loc", ()))
+            reason = e.get("msg", "invalid")
+            if e.get("type") == "json_invalid":
+                reason = f"malformed JSON: {e.get('ctx', {}).get('error', reason)}"
+            items.append({"field": loc, "reason": reason})
+        return JSONOut({"error": "invalid_input", "detail": items}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return JSONOut(
+            {"error": _NAMES.get(exc.status_code, "error"), "detail": exc.detail},
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(BikeFleetError)
+    async def ours(_: Request, exc: BikeFleetError) -> Response:
+        status = exc.http_status
+        if status >= 500:
+            log.error("%s: %s", type(exc).__name__, exc)
+        return JSONOut({"error": type(exc).__name__, "detail": _one_line(exc)}, status)
+
+    @app.exception_handler(GeofenceError)
+    async def zones_error(_: Request, exc: GeofenceError) -> Response:
+        status = 404 if isinstance(exc, NoZonesError) else 422
+        return JSONOut({"error": type(exc).__name__, "detail": _one_line(exc)}, status)
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return JSONOut(
+            {"error": "internal", "detail": "internal error (logged by the server)"},
+            500,
+        )

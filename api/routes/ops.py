@@ -1,0 +1,27 @@
+"""``/healthz`` and ``/metrics`` (public)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import generate_latest
+
+from api.deps import service
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+async def healthz(request: Request) -> dict[str, Any]:
+    z = service(request).zones
+    return {"status": "ok", "zone_version": z.version if z else None}
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(
+        generate_latest(service(request).metrics.registry),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+    )

@@ -1,0 +1,55 @@
+"""``/v1/plans``: plan jobs, recorded in the store (``plan_jobs``), run in the
+background; a job's plan comes back from the store."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import require, service
+from api.errors import JSONOut
+from api.models import PlanIn, PlanJob
+from api.usecases.plans import plan_job, submit_plan_job
+
+router = APIRouter(tags=["plans"])
+
+
+@router.post(
+    "/v1/plans",
+    status_code=202,
+    response_model=PlanJob,
+    dependencies=[Depends(require("plans:write"))],
+)
+async def post_plan(body: PlanIn, request: Request) -> Response:
+    svc = service(request)
+    job_id = uuid.uuid4().hex
+    job = await run_in_threadpool(svc.with_store, submit_plan_job, job_id)
+    svc.start_plan(job_id, body)
+    return JSONOut(job, status_code=202, headers={"Location": f"/v1/plans/{job_id}"})
+
+
+@router.get(
+    "/v1/plans/{job_id}",
+    response_model=PlanJob,
+    dependencies=[Depends(require("plans:read"))],
+    responses={200: {"content": {"application/geo+json": {}}}},
+)
+async def get_plan(
+    job_id: str,
+    request: Request,
+    format: Annotated[str, Query(pattern="^(json|geojson)$")] = "json",
+) -> Response:
+    svc = service(request)
+    found = await run_in_threadpool(svc.with_store, plan_job, job_id)
+    if found is None:
+        raise HTTPException(404, f"no plan job {job_id!r}")
+    job, geojson = found
+    if format == "geojson":
+        if job["status"] != "done" or geojson is None:
+            raise HTTPException(409, f"plan job is {job['status']}, not done")
+        return Response(geojson, media_type="application/geo+json")
+    return JSONOut(job)

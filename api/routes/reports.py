@@ -1,0 +1,54 @@
+"""``/v1/reports/emissions``: the reconciled reduction report as a file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import require, service
+from api.usecases.carbon import emissions_report
+from emissions.render import write_report
+
+router = APIRouter(tags=["reports"])
+
+REPORT_TYPES = {
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pdf": "application/pdf",
+    "html": "text/html",
+}
+
+
+@router.get(
+    "/v1/reports/emissions",
+    dependencies=[Depends(require("reports:read"))],
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in REPORT_TYPES.values()}}},
+)
+async def get_emissions_report(
+    request: Request,
+    date_from: Annotated[dt.date, Query(alias="from")],
+    date_to: Annotated[dt.date, Query(alias="to")],
+    city: Annotated[str | None, Query(max_length=64)] = None,
+    format: Annotated[str, Query(pattern="^(csv|xlsx|pdf|html)$")] = "csv",
+) -> Response:
+    svc = service(request)
+    if date_to < date_from:
+        raise HTTPException(422, "`to` is before `from`")
+
+    def work() -> Path:
+        rep = svc.with_store(
+            emissions_report, svc.settings, start=date_from, end=date_to, city=city
+        )
+        name = f"emissions_{date_from}_{date_to}.{format}"
+        path = svc.scratch / "reports" / uuid.uuid4().hex / name
+        return write_report(rep, format, path)
+
+    path = await run_in_threadpool(work)
+    return FileResponse(path, media_type=REPORT_TYPES[format], filename=path.name)

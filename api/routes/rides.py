@@ -1,0 +1,146 @@
+"""``/v1/rides`` (one ride), ``/v1/rides/batch`` (up to 10,000), reversals and a
+rider's carbon: thin adapters over ``api.usecases.rides`` and ``.carbon``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import require, service
+from api.errors import JSONOut
+from api.models import CarbonOut, ReversalIn, RideBatchIn, RideBatchOut, RideIn, RideOut
+from api.usecases.carbon import reverse_ride, rider_points
+from api.usecases.rides import RideResult
+
+router = APIRouter(tags=["rides"])
+
+
+def ride_json(r: RideResult) -> dict[str, Any]:
+    """A ride's outcome as the API shows it (nothing of another ride)."""
+    base: dict[str, Any] = {
+        "trip_id": r.trip_id,
+        "status": r.status,
+        "replayed": r.replayed,
+    }
+    if r.status == "rejected":
+        return {**base, "reason": r.reason, "detail": r.detail}
+    if r.status == "conflict":
+        return {
+            **base,
+            "reason": "trip_id_conflict",
+            "detail": "this trip_id was already sent with a different ride",
+        }
+    found = r.decision or {}
+    if r.status == "excluded":
+        e = found["exclusion"]
+        return {
+            **base,
+            "rider_id": e["rider_id"],
+            "reason": e["reason"],
+            "co2_mg": 0,
+            "points": 0,
+            "distance_m": e["distance_m"],
+            "rule_version": e["rule_version"],
+        }
+    e = found["entry"]
+    return {
+        **base,
+        "rider_id": e["rider_id"],
+        "co2_mg": e["co2_mg"],
+        "points": e["points"],
+        "distance_m": e["distance_m"],
+        "entry_id": e["entry_id"],
+        "factor_version": e["factor_version"],
+        "rule_version": e["rule_version"],
+    }
+
+
+@router.post(
+    "/v1/rides",
+    response_model=RideOut,
+    status_code=201,
+    dependencies=[Depends(require("rides:write"))],
+    responses={
+        200: {"model": RideOut, "description": "The same ride sent before"},
+        409: {"description": "The trip_id holds a different ride"},
+        422: {"description": "Invalid ride (kept in quarantine with its reason)"},
+    },
+)
+async def post_ride(ride: RideIn, request: Request) -> Response:
+    svc = service(request)
+    [r] = await run_in_threadpool(svc.ingest, [ride.model_dump()])
+    if r.status == "rejected":
+        raise HTTPException(
+            422,
+            [{"field": "body", "reason": f"{r.reason}: {r.detail} (quarantined)"}],
+        )
+    if r.status == "conflict":
+        raise HTTPException(
+            409, f"trip_id {r.trip_id!r} was already sent with a different ride"
+        )
+    return JSONOut(ride_json(r), status_code=201 if r.created else 200)
+
+
+@router.post(
+    "/v1/rides/batch",
+    response_model=RideBatchOut,
+    dependencies=[Depends(require("rides:write"))],
+    description="Up to 10,000 rides; one result per ride, in order (`status` "
+    "credited, excluded, reversed, rejected or conflict). Idempotent per trip_id.",
+)
+async def post_rides(body: RideBatchIn, request: Request) -> Response:
+    svc = service(request)
+    results = await run_in_threadpool(svc.ingest, [r.model_dump() for r in body.rides])
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return JSONOut(
+        {
+            "count": len(results),
+            "by_status": counts,
+            "results": [ride_json(r) for r in results],
+        }
+    )
+
+
+@router.post(
+    "/v1/rides/{trip_id}/reversal",
+    dependencies=[Depends(require("rides:write"))],
+)
+async def post_reversal(
+    trip_id: str, request: Request, body: ReversalIn | None = None
+) -> Response:
+    svc = service(request)
+    note = body.note if body else "reversed"
+    e = await run_in_threadpool(svc.with_store, reverse_ride, trip_id, note)
+    keep = (
+        "entry_id",
+        "rider_id",
+        "trip_id",
+        "kind",
+        "co2_mg",
+        "points",
+        "note",
+        "created_at",
+        "already_reversed",
+    )
+    return JSONOut({k: e[k] for k in keep})
+
+
+@router.get(
+    "/v1/riders/{rider_id}/carbon",
+    response_model=CarbonOut,
+    dependencies=[Depends(require("carbon:read"))],
+)
+async def rider(
+    rider_id: str, request: Request, recent: Annotated[int, Query(ge=0, le=500)] = 20
+) -> Response:
+    svc = service(request)
+    c = await run_in_threadpool(svc.with_store, rider_points, rider_id, recent=recent)
+    keep = ("entry_id", "trip_id", "kind", "co2_mg", "points", "created_at")
+    c["entries"] = [{k: e[k] for k in keep} for e in c["entries"]]
+    c["co2_g"] = c["co2_mg"] / 1000
+    return JSONOut(c)

@@ -1,0 +1,300 @@
+"""Use cases of rebalancing: plan a day, plan jobs, solve a published instance,
+and the plans that count for operations emissions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from api.usecases.store import Store
+from fleet.cells import index_points
+from fleet.errors import EmptyStoreError
+from fleet.snapshot import snapshot_fleet
+from fleet.store import pick_city, query_frame, read_trips
+from rebalancing.instances import read_instance
+from rebalancing.io import plan_geojson, write_plan_files
+from rebalancing.plan import (
+    CityPlan,
+    day_type_of,
+    plan_routes,
+    riding_at_peak,
+    units_frame,
+)
+from rebalancing.solve import Progress, solve
+from rebalancing.store import (
+    current_plans,
+    fail_unfinished_jobs,
+    plan_row,
+    plan_stops,
+    read_job,
+    save_plan,
+    update_job,
+)
+from rebalancing.targets import fleet_size, target_intervals
+from rebalancing.types import PlanParams, Solution
+
+__all__ = [
+    "DayPlan",
+    "fail_unfinished",
+    "plan_day",
+    "plan_job",
+    "plans_for_report",
+    "run_plan_job",
+    "solve_instance",
+    "submit_plan_job",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DayPlan:
+    """A verified, saved plan: its city, date, id, the plan, and the fleet size
+    the demand needs at the service level."""
+
+    city: str
+    date: dt.date
+    plan_id: int
+    plan: CityPlan
+    fleet_needed: int
+    files: list[Path]
+
+
+def plan_day(
+    store: Store,
+    *,
+    city: str | None,
+    date: dt.date | None,
+    params: PlanParams,
+    res: int,
+    out_dir: Path,
+    depot: tuple[float, float] | None = None,
+    matrix: pl.DataFrame | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_progress: Progress | None = None,
+) -> DayPlan:
+    """Plan a morning's rebalancing: targets from the demand profile, truck
+    routes, the verifier; save the plan (superseding an earlier plan for the
+    same city and date) and write its files."""
+    con = store.con
+    name = pick_city(con, city)
+    tz = zoneinfo.ZoneInfo(store.cities()[name].timezone)
+    trips = read_trips(
+        con,
+        city=name,
+        columns=(
+            "bike_id",
+            "vehicle_type",
+            "started_at",
+            "ended_at",
+            "end_lat",
+            "end_lng",
+            "end_cell",  # snapshot_fleet carries it through
+        ),
+    )
+    last = trips["ended_at"].max()
+    assert isinstance(last, dt.datetime)
+    day = date or (last.astimezone(tz).date() + dt.timedelta(days=1))
+    start = dt.datetime.combine(day, dt.time(params.start_hour), tzinfo=tz)
+    at = min(start, last)
+    # Where bikes stand when the trucks set out (the last known positions), at
+    # the resolution asked for, and the bikes still riding towards each cell.
+    bikes = snapshot_fleet(trips, at)
+    if bikes.height == 0:
+        raise EmptyStoreError(f"no bike of {name} is parked at {at.isoformat()}")
+    bike_cells = index_points(bikes["lat"].to_numpy(), bikes["lng"].to_numpy(), res)
+    stock = (
+        pl.DataFrame({"cell": bike_cells})
+        .group_by("cell")
+        .agg(pl.len().cast(pl.Int64).alias("total"))
+    )
+    riding = trips.filter((pl.col("started_at") <= at) & (pl.col("ended_at") > at))
+    incoming = (
+        pl.DataFrame(
+            {
+                "cell": index_points(
+                    riding["end_lat"].to_numpy(), riding["end_lng"].to_numpy(), res
+                )
+            }
+        )
+        .group_by("cell")
+        .agg(pl.len().cast(pl.Int64).alias("incoming"))
+    )
+    profile = query_frame(
+        con, "SELECT * FROM demand_profile WHERE city = ? AND h3_res = ?", [name, res]
+    )
+    if profile.height == 0:
+        raise EmptyStoreError(
+            f"no demand profile for {name} at res {res}: run `bikefleet demand "
+            f"--city {name} --res {res}` first"
+        )
+    dtype = day_type_of(day)
+    units = units_frame(
+        stock,
+        profile,
+        day_type=dtype,
+        start_hour=params.start_hour,
+        horizon_h=params.horizon_h,
+        incoming=incoming,
+    )
+    units = target_intervals(
+        units,
+        service_level=params.service_level,
+        capacity_bikes=params.unit_capacity_bikes,
+    )
+    durations = (trips["ended_at"] - trips["started_at"]).dt.total_seconds()
+    mean_h = float(durations.mean() or 0.0) / 3600  # type: ignore[arg-type]
+    needed = fleet_size(units, riding_at_peak=riding_at_peak(profile, dtype, mean_h))
+    plan = plan_routes(
+        units,
+        params,
+        start=start.astimezone(dt.UTC),
+        depot=depot,
+        matrix=matrix,
+        on_stage=on_stage,
+        on_progress=on_progress,
+    )
+    pid = save_plan(con, plan, params, city=name, date=day)
+    files = write_plan_files(
+        plan,
+        out_dir,
+        title=f"{name} rebalancing plan for {day} "
+        f"{params.start_hour:02d}:00, {params.trucks} trucks",
+    )
+    return DayPlan(name, day, pid, plan, needed, files)
+
+
+def plans_for_report(
+    store: Store,
+) -> Callable[[dt.date, dt.date, str | None], pl.DataFrame]:
+    """The function the emissions report counts plans with: the current plan
+    of each city and date (``rebalancing.store.current_plans``)."""
+
+    def plans(start: dt.date, end: dt.date, city: str | None) -> pl.DataFrame:
+        return current_plans(store.con, start, end, city)
+
+    return plans
+
+
+def solve_instance(
+    file: Path, *, time_limit_s: float, strategy: str
+) -> tuple[dict[str, Any], Solution]:
+    """Solve a published benchmark instance in its own objective: the JSON
+    ``{"instance", "cost", "feasible", "routes", "seconds", "method"}``."""
+    inst = read_instance(file)
+    sol = solve(inst, time_limit_s=time_limit_s, strategy=strategy)
+    ids = inst.node_ids
+    doc = {
+        "instance": inst.name,
+        "cost": sol.cost,
+        "feasible": True,  # solve() returns verified solutions only
+        "routes": [
+            [_id(ids[0]), *(_id(ids[s.node]) for s in r.stops)] for r in sol.routes
+        ],
+        "seconds": round(sol.seconds, 3),
+        "method": sol.method,
+    }
+    return doc, sol
+
+
+def _id(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+# -- plan jobs (the HTTP service) --------------------------------------------------
+
+
+def submit_plan_job(store: Store, job_id: str) -> dict[str, Any]:
+    """Record a queued plan job; its fields."""
+    update_job(store.con, job_id)
+    found = plan_job(store, job_id)
+    assert found is not None
+    return found[0]
+
+
+def run_plan_job(
+    store: Store,
+    job_id: str,
+    *,
+    city: str | None,
+    date: dt.date | None,
+    params: PlanParams,
+    res: int,
+    out_dir: Path,
+) -> None:
+    """Run a queued plan job to the end, recording ``done`` (with the plan id)
+    or ``failed`` (with the error) in the store."""
+    update_job(store.con, job_id, status="running")
+    try:
+        p = plan_day(
+            store, city=city, date=date, params=params, res=res, out_dir=out_dir
+        )
+    except Exception as e:
+        update_job(
+            store.con,
+            job_id,
+            status="failed",
+            error=_one_line(e),
+            finished_at=dt.datetime.now(dt.UTC),
+        )
+        raise
+    update_job(
+        store.con,
+        job_id,
+        status="done",
+        plan_id=p.plan_id,
+        city=p.city,
+        plan_date=p.date,
+        geojson=json.dumps(plan_geojson(p.plan)),
+        finished_at=dt.datetime.now(dt.UTC),
+    )
+
+
+def _one_line(e: BaseException) -> str:
+    from fleet.errors import BikeFleetError
+
+    if isinstance(e, BikeFleetError | ValueError):
+        return " ".join(str(e).split())
+    return "internal error (see the server log)"
+
+
+def plan_job(store: Store, job_id: str) -> tuple[dict[str, Any], str | None] | None:
+    """A plan job as the API shows it (with the plan when done) and its GeoJSON."""
+    found = read_job(store.con, job_id)
+    if found is None:
+        return None
+    job, geojson = found
+    out: dict[str, Any] = {
+        k: v for k, v in job.items() if v is not None and k != "plan_date"
+    }
+    if job.get("plan_date") is not None:
+        out["date"] = job["plan_date"]
+    if job["status"] == "done" and job.get("plan_id") is not None:
+        pid = int(str(job["plan_id"]))
+        row = plan_row(store.con, pid)
+        out["totals"] = {
+            k: float(row[k])  # type: ignore[arg-type]
+            for k in (
+                "bikes_moved",
+                "truck_km",
+                "imbalance_left",
+                "imbalance_total",
+                "cost",
+                "seconds",
+            )
+        }
+        out["notes"] = list(row["notes"] or [])  # type: ignore[call-overload]
+        out["stops"] = plan_stops(store.con, pid).to_dicts()
+    return out, geojson
+
+
+def fail_unfinished(store: Store) -> int:
+    """Jobs left queued or running by a server that stopped: mark them failed."""
+    return fail_unfinished_jobs(
+        store.con, "the service stopped before the job finished: submit it again"
+    )

@@ -1,0 +1,207 @@
+"""Use cases: rides that arrive one by one or in bulk over HTTP.
+
+One ride path: a ride sent to the service goes through the same mapping and
+validation as a row of a file (``fleet.pipeline.process_batch`` on the
+canonical format: same reasons, same limits), plus a time window (rides older
+than ``RideWindow.max_age`` or ending in the future are refused: back- or
+forward-dating would start a fresh daily cap). A refused ride is kept in
+``quarantine`` (source ``api:/v1/rides``) with its reason, so nothing sent is
+lost; an accepted ride is stored in ``trips`` and credited at once.
+
+Idempotent per trip id: a trip id seen before answers with the first decision
+(``replayed``) when the body is the same ride, and ``conflict`` (revealing
+nothing of the stored ride) when it differs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from api.usecases.store import Store
+from emissions.ledger import credit_trips, trip_decisions
+from emissions.types import Settings
+from fleet.cells import DEFAULT_RES
+from fleet.io import SourceBatch
+from fleet.pipeline import process_batch
+from fleet.schema import TRIP_COLUMNS
+from fleet.store import append_rides, known_trip_ids
+from fleet.types import City, Processed, ValidationLimits
+
+__all__ = ["RIDE_SOURCE", "RideResult", "RideWindow", "ingest_rides"]
+
+RIDE_SOURCE = "api:/v1/rides"
+
+_locks: dict[str, threading.Lock] = {}
+_guard = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class RideWindow:
+    """How old a ride may be when it arrives, and how far ahead of the clock."""
+
+    max_age: dt.timedelta = dt.timedelta(days=7)
+    leeway: dt.timedelta = dt.timedelta(minutes=5)
+
+    def limits(self, now: dt.datetime) -> ValidationLimits:
+        return ValidationLimits(
+            not_before=now - self.max_age, not_after=now + self.leeway
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RideResult:
+    """What became of one ride: ``status`` is ``credited``, ``excluded`` or
+    ``reversed`` (with the ledger ``decision``), ``rejected`` (``reason`` and
+    ``detail``, quarantined) or ``conflict`` (the trip id holds another ride)."""
+
+    trip_id: str
+    status: str
+    replayed: bool
+    decision: dict[str, Any] | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+    @property
+    def created(self) -> bool:
+        return self.status in ("credited", "excluded") and not self.replayed
+
+
+def _lock(store: Store) -> threading.Lock:
+    with _guard:
+        return _locks.setdefault(store.path, threading.Lock())
+
+
+def _raw_frame(rides: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """The rides as the text a canonical CSV would hold (what a file gives the
+    readers), so they are parsed and validated exactly as a file is."""
+    cols: dict[str, list[str | None]] = {c: [] for c in TRIP_COLUMNS}
+    for r in rides:
+        for c in TRIP_COLUMNS:
+            v = r.get(c)
+            if v is None:
+                cols[c].append(None)
+            elif isinstance(v, dt.datetime):
+                cols[c].append(v.isoformat())
+            else:
+                cols[c].append(str(v))
+    raw = pl.DataFrame(cols, schema={c: pl.String for c in TRIP_COLUMNS})
+    return raw.with_columns(
+        pl.int_range(1, raw.height + 1, dtype=pl.Int64).alias("_line")
+    )
+
+
+def _same_ride(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    """True when ``sent`` is the stored ride (timestamps to the microsecond,
+    coordinates and distance to 1e-9)."""
+    for c in TRIP_COLUMNS:
+        a, b = sent.get(c), stored.get(c)
+        if isinstance(a, dt.datetime) and isinstance(b, dt.datetime):
+            if a.astimezone(dt.UTC) != b.astimezone(dt.UTC):
+                return False
+        elif isinstance(a, float | int) and isinstance(b, float | int):
+            if not math.isclose(float(a), float(b), rel_tol=0, abs_tol=1e-9):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def _unknown_cities(done: Processed, cities: Mapping[str, City]) -> Processed:
+    """Move accepted rides of cities the registry lacks to the quarantine."""
+    bad = ~pl.col("city").is_in(list(cities))
+    moved = done.trips.filter(bad)
+    if moved.height == 0:
+        return done
+    extra = moved.select(
+        pl.lit(RIDE_SOURCE).alias("source"),
+        "line",
+        pl.lit("unknown_city").alias("reason"),
+        pl.format(
+            "city {} is not known: add it with `bikefleet cities add NAME --tz "
+            "Area/City`",
+            "city",
+        ).alias("detail"),
+        pl.struct(*TRIP_COLUMNS).struct.json_encode().alias("raw"),
+    )
+    return Processed(done.trips.filter(~bad), pl.concat([done.quarantine, extra]))
+
+
+def ingest_rides(
+    store: Store,
+    rides: Sequence[Mapping[str, Any]],
+    settings: Settings,
+    *,
+    now: dt.datetime | None = None,
+    window: RideWindow | None = None,
+) -> list[RideResult]:
+    """Validate, store and credit rides sent to the service; one result per ride,
+    in order. ``rides`` hold the canonical trip fields (``fleet.schema``)."""
+    now = now or dt.datetime.now(dt.UTC)
+    window = window or RideWindow()
+    cities = store.cities()
+    settings = settings.for_cities(cities)
+    with _lock(store):
+        ids = [str(r["trip_id"]) for r in rides]
+        stored = {r["trip_id"]: r for r in known_trip_ids(store.con, ids).to_dicts()}
+        results: dict[int, RideResult] = {}
+        fresh: list[int] = []
+        first_of: dict[str, int] = {}
+        for i, r in enumerate(rides):
+            tid = ids[i]
+            if tid in stored:
+                if not _same_ride(r, stored[tid]):
+                    results[i] = RideResult(tid, "conflict", True)
+            elif tid in first_of:  # repeated within this batch
+                j = first_of[tid]
+                if not _same_ride(r, rides[j]):
+                    results[i] = RideResult(tid, "conflict", True)
+            else:
+                first_of[tid] = i
+                fresh.append(i)
+        new = [rides[i] for i in fresh]
+        done = Processed(pl.DataFrame(), pl.DataFrame())
+        if new:
+            batch = SourceBatch(RIDE_SOURCE, "canonical", "", "wgs84", _raw_frame(new))
+            done = process_batch(
+                batch, City("", "UTC"), res=DEFAULT_RES, limits=window.limits(now)
+            )
+            done = _unknown_cities(done, cities)
+            append_rides(store.con, done, source=RIDE_SOURCE)
+        rejected = {int(q["line"]): q for q in done.quarantine.to_dicts()}
+        for k, i in enumerate(fresh):
+            q = rejected.get(k + 1)
+            if q is not None:
+                results[i] = RideResult(
+                    ids[i], "rejected", False, reason=q["reason"], detail=q["detail"]
+                )
+        # New rides, and stored ones not decided yet (loaded from a file before
+        # they were sent): credit_trips skips whatever is decided already.
+        frames = [done.trips.select(TRIP_COLUMNS)] if done.trips.height else []
+        if stored:
+            frames.append(known_trip_ids(store.con, list(stored)))
+        if frames:
+            credit_trips(store.con, pl.concat(frames, how="vertical_relaxed"), settings)
+        open_ids = [ids[i] for i in range(len(rides)) if i not in results]
+        decided = trip_decisions(store.con, open_ids)
+        for i, tid in enumerate(ids):
+            if i in results:
+                continue
+            found = decided.get(tid)
+            if found is None:  # a repeat of a ride rejected earlier in this batch
+                j = first_of[tid]
+                results[i] = results[j]
+                continue
+            results[i] = RideResult(
+                tid,
+                str(found["status"]),
+                tid in stored or first_of.get(tid) != i,
+                decision=found,
+            )
+    return [results[i] for i in range(len(rides))]

@@ -124,7 +124,7 @@ def ledger_reverse(
 ) -> None:
     """Undo a ride's credit with a reversal entry (never a deletion; idempotent).
 
-    Example: bikefleet ledger reverse T000123 --note fraud
+    Example: bikefleet ledger reverse 20260105-0000123 --note fraud
     """
     with Store.open(db) as store:
         e = reverse_ride(store, trip, note)

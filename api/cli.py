@@ -22,7 +22,6 @@ from api.clikit import (
     CityOpt,
     DbOpt,
     ResOpt,
-    err,
     friendly,
     out,
     parse_date,
@@ -208,11 +207,11 @@ def cells(
     Writes the cell_flows table (and, from the store, cell_turnover) for the city
     and resolution.
 
-    Example: bikefleet cells --res 8 --city singapore
+    Example: bikefleet cells --res 8 --city synthopolis
 
     Example: bikefleet cells --from data/synth --workers 2
     """
-    with Store.open(db) as store:
+    with Store.open(db, create=from_dir is not None) as store:
         if from_dir is not None:
             _cells_from_partitions(store, from_dir, res=res, workers=workers)
             return
@@ -289,7 +288,7 @@ def snapshot(
 
     Writes fleet_snapshot and cell_stock for (city, at).
 
-    Example: bikefleet snapshot --at 2017-09-17T16:00:00+08:00 --city singapore
+    Example: bikefleet snapshot --at 2026-01-18T08:00:00+08:00 --city synthopolis
     """
     with Store.open(db) as store:
         r = take_snapshot(store, city=city, at=_instant(at) if at else None, res=res)
@@ -321,7 +320,7 @@ def demand(
     Reports the held-out error on the last day(s) against naive baselines, then
     stores the profile learnt from all days in demand_profile.
 
-    Example: bikefleet demand --city singapore --test-days 1
+    Example: bikefleet demand --city synthopolis --test-days 1
     """
     with Store.open(db) as store:
         r = learn_demand(store, city=city, res=res, test_days=test_days)
@@ -513,17 +512,17 @@ def cities_list(db: DbOpt = None) -> None:
 
 def main() -> None:
     """Entry point of the ``bikefleet`` script: usage errors print one line."""
-    import click
+    from typer._click import exceptions as cx  # typer carries its own click
 
     try:
         code = app(prog_name="bikefleet", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as e:
-        click.echo(e.ctx.get_help() if e.ctx else str(e))
+    except cx.NoArgsIsHelpError as e:
+        typer.echo(e.ctx.get_help() if e.ctx else str(e))
         code = 0
-    except click.UsageError as e:
-        err.print(f"error: {' '.join(e.format_message().split())}", markup=False)
+    except cx.UsageError as e:
+        typer.echo(f"error: {' '.join(e.format_message().split())}", err=True)
         code = 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         code = 1
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -191,7 +191,7 @@ def solve_instance(
     Prints {"instance", "cost", "feasible", "routes", "seconds"}; routes use the
     file's node ids, depot first.
 
-    Example: bikefleet solve-instance 1Bari30.txt --time-limit 10 --json
+    Example: bikefleet solve-instance tests/data/sbrp_3Bari10.txt --time-limit 2 --json
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"--strategy {strategy!r}: one of {', '.join(STRATEGIES)}")

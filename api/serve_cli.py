@@ -13,7 +13,13 @@ import typer
 from rich.table import Table
 
 from api.clikit import DbOpt, fail, friendly, out
-from api.usecases.keys import SCOPES, create_key, list_keys, revoke_key
+from api.usecases.keys import (
+    SCOPES,
+    create_key,
+    find_key_id,
+    list_keys,
+    revoke_key,
+)
 from api.usecases.store import Store, latest_snapshot
 from fleet.errors import InvalidConfigError
 from fleet.store import default_db_path
@@ -35,7 +41,7 @@ def keys_create(
 ) -> None:
     """Create an API key; the key is printed once, alone on the last line.
 
-    Example: bikefleet keys create --scope parking:check --scope carbon:read
+    Example: bikefleet keys create --scope parking:check --name app-backend
     """
     with Store.open(db, create=True) as store:
         key, text = create_key(store, scope, name)
@@ -69,14 +75,15 @@ def keys_list(db: DbOpt = None) -> None:
 @keys_app.command("revoke")
 @friendly
 def keys_revoke(
-    key_id: Annotated[str, typer.Argument(help="The key id (bf_<id>_...).")],
+    key: Annotated[str, typer.Argument(help="The key id (bf_<id>_...), or its name.")],
     db: DbOpt = None,
 ) -> None:
     """Revoke an API key: it is refused from then on.
 
-    Example: bikefleet keys revoke 0123456789ab
+    Example: bikefleet keys revoke app-backend
     """
     with Store.open(db) as store:
+        key_id = find_key_id(store, key)
         changed = revoke_key(store, key_id)
     out.print(f"key {key_id} {'revoked' if changed else 'was already revoked'}")
 

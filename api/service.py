@@ -147,16 +147,19 @@ class Service:
         )
 
         def run() -> None:
+            # Its own connection: a solve outlives requests, and a shutdown
+            # closes the service's connection without waiting for it.
             try:
-                self.with_store(
-                    run_plan_job,
-                    job_id,
-                    city=body.city,
-                    date=body.date,
-                    params=params,
-                    res=DEFAULT_RES,
-                    out_dir=self.scratch / "plans" / job_id,
-                )
+                with Store.open(self.db) as store:
+                    run_plan_job(
+                        store,
+                        job_id,
+                        city=body.city,
+                        date=body.date,
+                        params=params,
+                        res=DEFAULT_RES,
+                        out_dir=self.scratch / "plans" / job_id,
+                    )
             except Exception:  # recorded as a failed job; logged with its trace
                 log.exception("plan job %s failed", job_id)
 

@@ -43,7 +43,7 @@ def load(
 
     Warns about zones with no geometry and zones an earlier zone shadows.
 
-    Example: bikefleet zones load geofencing_zones.json --db data/bikefleet.duckdb
+    Example: bikefleet zones load data/zones/geofencing_zones.json
     """
     with Store.open(db, create=True) as store:
         version, zs = load_zone_file(store, file)
@@ -91,7 +91,7 @@ def check(
     OUT repeats IN's columns and adds decision, zone_id, reason, nearest_zone_id,
     nearest_distance_m.
 
-    Example: bikefleet zones check --points ends.csv --out checked.csv
+    Example: bikefleet zones check --points data/audit/audit_offenders.csv --out c.csv
     """
     pts = read_points_csv(points)
     with Store.open(db) as store:

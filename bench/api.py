@@ -40,8 +40,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from api.keys import create_key  # noqa: E402
 from api.serve_cli import free_port, start_server  # noqa: E402
+from api.usecases.keys import create_key  # noqa: E402
+from api.usecases.store import Store  # noqa: E402
 from fleet.store import open_store  # noqa: E402
 from geofence.io import parse_zone_bytes  # noqa: E402
 from geofence.store import save_zone_set  # noqa: E402
@@ -141,8 +142,9 @@ def main() -> None:
     con = open_store(db)
     zs, sha = parse_zone_bytes(raw)
     save_zone_set(con, zs, source="bench", sha256=sha)
-    _, key = create_key(con, ["parking:check", "zones:write"], "bench")
     con.close()
+    with Store.open(db) as store:
+        _, key = create_key(store, ["parking:check", "zones:write"], "bench")
     print(f"{len(zs.zones):,} zones in {db}")
 
     port = free_port()

@@ -14,8 +14,27 @@ from api.errors import JSONOut
 from api.models import CarbonOut, ReversalIn, RideBatchIn, RideBatchOut, RideIn, RideOut
 from api.usecases.carbon import reverse_ride, rider_points
 from api.usecases.rides import RideResult
+from fleet.schema import TRIP_COLUMNS
 
 router = APIRouter(tags=["rides"])
+
+#: The field a rejection reason is about, when its detail does not name one.
+_REASON_FIELD = {
+    "unknown_city": "city",
+    "end_not_after_start": "ended_at",
+    "too_old": "started_at",
+    "in_the_future": "ended_at",
+    "implausible_speed": "distance_m",
+    "null_island": "start_lat",
+}
+
+
+def _field_of(r: RideResult) -> str:
+    detail = r.detail or ""
+    for name in TRIP_COLUMNS:
+        if detail.startswith(f"{name}=") or detail.startswith(f"{name} "):
+            return name
+    return _REASON_FIELD.get(r.reason or "", "ride")
 
 
 def ride_json(r: RideResult) -> dict[str, Any]:
@@ -75,7 +94,12 @@ async def post_ride(ride: RideIn, request: Request) -> Response:
     if r.status == "rejected":
         raise HTTPException(
             422,
-            [{"field": "body", "reason": f"{r.reason}: {r.detail} (quarantined)"}],
+            [
+                {
+                    "field": f"body.{_field_of(r)}",
+                    "reason": f"{r.reason}: {r.detail} (kept in quarantine)",
+                }
+            ],
         )
     if r.status == "conflict":
         raise HTTPException(

@@ -108,6 +108,23 @@ def list_keys(store: Store) -> list[dict[str, Any]]:
     ]
 
 
+def find_key_id(store: Store, key: str) -> str:
+    """The id of the key ``key`` names: its id, or its name when exactly one
+    key has that name."""
+    rows = store.con.execute(
+        "SELECT key_id FROM api_keys WHERE key_id = ? UNION "
+        "SELECT key_id FROM api_keys WHERE name = ?",
+        [key, key],
+    ).fetchall()
+    if len(rows) == 1:
+        return str(rows[0][0])
+    if not rows:
+        raise EmptyStoreError(f"no API key {key!r} (see `bikefleet keys list`)")
+    raise InvalidConfigError(
+        f"{len(rows)} keys are named {key!r}: give the key id (`bikefleet keys list`)"
+    )
+
+
 def revoke_key(store: Store, key_id: str) -> bool:
     """Revoke a key; False when it was already revoked. Unknown ids are an error."""
     rows = store.con.execute(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from api.keys import SCOPES, create_key
+from api.usecases.keys import SCOPES, create_key
+from api.usecases.store import Store
 from fleet.store import open_store
 from geofence.io import parse_zone_bytes
 from geofence.store import save_zone_set
@@ -43,12 +44,9 @@ def load_zones(db: Path, doc: dict) -> int:
 
 def make_keys(db: Path) -> dict[str, str]:
     """One key per scope, plus ``all`` holding every scope."""
-    con = open_store(db)
-    try:
-        keys = {s: create_key(con, [s], s)[1] for s in SCOPES}
-        keys["all"] = create_key(con, list(SCOPES), "all")[1]
-    finally:
-        con.close()
+    with Store.open(db, create=True) as store:
+        keys = {s: create_key(store, [s], s)[1] for s in SCOPES}
+        keys["all"] = create_key(store, list(SCOPES), "all")[1]
     return keys
 
 

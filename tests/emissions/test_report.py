@@ -67,14 +67,24 @@ def test_figures_by_month_city_vehicle_and_exclusions(credited) -> None:
 
 
 def test_operations_from_plans_are_project_emissions(credited) -> None:
-    from rebalancing.store import PLAN_SCHEMA_SQL
+    import polars as pl
 
-    credited.execute(PLAN_SCHEMA_SQL)
-    credited.execute(
-        "INSERT INTO plans VALUES (1, 'beijing', DATE '2026-03-02', now(), 2, 20, 4, "
-        "30, 12.5, 0, 30, 1.0, 'routing', 1.0, TRUE, [])"
-    )
-    r = build_report(credited, SETTINGS, start=YEAR[0], end=YEAR[1])
+    asked = []
+
+    def plans(start, end, city) -> pl.DataFrame:  # the planner's, passed in
+        asked.append((start, end, city))
+        return pl.DataFrame(
+            {
+                "plan_id": [1],
+                "city": ["beijing"],
+                "plan_date": [dt.date(2026, 3, 2)],
+                "truck_km": [12.5],
+            }
+        )
+
+    r = build_report(credited, SETTINGS, start=YEAR[0], end=YEAR[1], plans=plans)
+    assert asked == [(YEAR[0], YEAR[1], None)]
+    assert r.operations["plan_ids"] == [1] and "plan 1 (beijing" in r.notes[-1]
     assert r.operations["truck_km"] == 12.5
     assert r.totals["operations_co2_mg"] == 12_500 * 250  # 12.5 km x 250 g/km
     assert r.totals["net_co2_mg"] == (

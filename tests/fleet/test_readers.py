@@ -231,7 +231,7 @@ def test_unreadable_and_unknown_files_fail_clearly(tmp_path: Path) -> None:
         z.writestr("b.csv", "x\n1\n")
     with pytest.raises(UnreadableFileError, match="exactly one"):
         read_source(two)
-    with pytest.raises(UnknownCityError, match="configured cities"):
+    with pytest.raises(UnknownCityError, match="known cities"):
         read_source(TEST_DATA / "system_2021.csv", city="atlantis")
 
 

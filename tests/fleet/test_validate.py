@@ -99,7 +99,9 @@ def test_no_coordinates(bad_file) -> None:
 
 def test_every_reason_is_exercised(bad_file) -> None:
     q, done = bad_file
-    assert {r["reason"] for r in q.values()} == set(REASONS)
+    # The time window applies to rides sent one by one (tests/api/test_issue11).
+    windowed = {"too_old", "in_the_future"}
+    assert {r["reason"] for r in q.values()} == set(REASONS) - windowed
     assert len(q) + done.trips.height == 11  # nothing dropped silently
 
 

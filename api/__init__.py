@@ -1,1 +1,2 @@
-"""The ways in: the bikefleet command line (and, later, the HTTP service)."""
+"""The ways in: the ``bikefleet`` command line and the HTTP service, thin adapters
+over one use-case layer (``api.usecases``)."""

@@ -91,7 +91,8 @@ def test_readme_example_runs(demo_dir: Path, example: str) -> None:
                 time.sleep(0.2)
         finally:
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=30) == 0
+            # uvicorn stops cleanly and re-raises the signal it was stopped by
+            assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
         return
     r = subprocess.run(
         cmd, cwd=demo_dir, env=env, capture_output=True, text=True, timeout=300

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import duckdb
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -20,6 +19,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from api.usecases.store import STORE_ERRORS
 from fleet.errors import BikeFleetError, InvalidConfigError
 from geofence.errors import GeofenceError
 
@@ -65,7 +65,7 @@ def friendly(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (BikeFleetError, GeofenceError, ValueError, OSError, duckdb.Error) as e:
+        except (BikeFleetError, GeofenceError, ValueError, OSError, *STORE_ERRORS) as e:
             # One line, unwrapped, so scripts can grep it.
             msg = " ".join(str(e).split())
             typer.echo(f"error: {msg}", err=True)

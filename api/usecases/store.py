@@ -28,7 +28,10 @@ from geofence.store import ZONE_SCHEMA_SQL, active_version
 from geofence.store import ensure_tables as ensure_zones
 from rebalancing.store import PLAN_SCHEMA_SQL
 
-__all__ = ["Store", "latest_snapshot", "write_snapshot"]
+__all__ = ["STORE_ERRORS", "Store", "latest_snapshot", "write_snapshot"]
+
+#: Errors the store's database raises (the CLI prints them as one line).
+STORE_ERRORS: tuple[type[Exception], ...] = (duckdb.Error,)
 
 
 class Store:

@@ -23,6 +23,15 @@ from api.usecases.store import STORE_ERRORS
 from fleet.errors import BikeFleetError, InvalidConfigError
 from geofence.errors import GeofenceError
 
+# What a command turns into one `error:` line rather than a traceback.
+_FRIENDLY: tuple[type[Exception], ...] = (
+    BikeFleetError,
+    GeofenceError,
+    ValueError,
+    OSError,
+    *STORE_ERRORS,
+)
+
 
 def _console(stream: object, *, stderr: bool = False) -> Console:
     """Lines are never wrapped (scripts grep and awk them); off a terminal,
@@ -65,7 +74,7 @@ def friendly(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (BikeFleetError, GeofenceError, ValueError, OSError, *STORE_ERRORS) as e:
+        except _FRIENDLY as e:
             # One line, unwrapped, so scripts can grep it.
             msg = " ".join(str(e).split())
             typer.echo(f"error: {msg}", err=True)

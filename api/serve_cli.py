@@ -7,12 +7,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from api.clikit import DbOpt, fail, friendly, out
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 from api.usecases.keys import (
     SCOPES,
     create_key,
@@ -115,23 +118,22 @@ def serve(
     from api.service import create_app
     from api.workers import reuse_port_socket
 
-    opts = {
-        "loop": "uvloop",
-        "http": "httptools",
-        "log_level": "warning",
-        "access_log": False,
-    }
+    def config(app: FastAPI) -> uvicorn.Config:
+        return uvicorn.Config(
+            app, loop="uvloop", http="httptools", log_level="warning", access_log=False
+        )
+
     if replica_of is not None:  # db is the primary's snapshot folder
         app = create_app(Path(db or "."), replica_of=replica_of)
         sock = reuse_port_socket(host, port)
-        uvicorn.Server(uvicorn.Config(app, **opts)).run(sockets=[sock])
+        uvicorn.Server(config(app)).run(sockets=[sock])
         return
     path = db or default_db_path()
     if workers == 1:
         sock = _bind(host, port)
         app = create_app(path)
         out.print(f"bikefleet API on http://{host}:{port} (docs at /docs)")
-        uvicorn.Server(uvicorn.Config(app, **opts)).run(sockets=[sock])
+        uvicorn.Server(config(app)).run(sockets=[sock])
         return
     folder = Path(f"{path}.workers")
     app = create_app(path, snapshot_dir=folder)
@@ -170,7 +172,7 @@ def serve(
         f"owning {path}, {workers - 1} replica(s)"
     )
     try:
-        uvicorn.Server(uvicorn.Config(app, **opts)).run(sockets=[public, private])
+        uvicorn.Server(config(app)).run(sockets=[public, private])
     finally:
         for p in replicas:
             p.terminate()

@@ -79,6 +79,10 @@ class Service:
         self.zones: ZoneState | None = None
         self._store: Store | None = None
         self.open()
+        if not replica:
+            # Jobs a stopped server left behind. Once per process: a job this
+            # process started before a shutdown and reopen may still be running.
+            fail_unfinished(self.store())
 
     def open(self) -> None:
         """Open the store (again, after a shutdown) and load the active zones."""
@@ -91,7 +95,6 @@ class Service:
             self._store = Store.open_snapshot(self.snapshot)
         else:
             self._store = Store.open(self.db)
-            fail_unfinished(self._store)
         self.keys = KeyRing(self._store)
         self.planner = ThreadPoolExecutor(1, thread_name_prefix="planner")
         self.zone_lock = asyncio.Lock()

@@ -148,7 +148,7 @@ def print_audit(a: ParkingAudit, out_dir: Path) -> None:
         d = off["nearest_distance_m"]
         out.print(
             f"  offenders' distance to the nearest legal spot: median "
-            f"{d.median():.0f} m, 90th percentile {d.quantile(0.9):.0f} m"
+            f"{_num(d.median()):.0f} m, 90th percentile {_num(d.quantile(0.9)):.0f} m"
         )
     worst = result.per_zone.filter(pl.col("bikes") >= 5).head(5)
     if worst.height:
@@ -170,3 +170,8 @@ def print_audit(a: ParkingAudit, out_dir: Path) -> None:
             )
         out.print(table)
     out.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _num(value: object) -> float:
+    """A polars aggregate as a float (nan when there is none)."""
+    return float(value) if isinstance(value, int | float) else float("nan")

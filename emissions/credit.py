@@ -20,7 +20,6 @@ the ledger for that day.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import polars as pl
 
@@ -53,17 +52,14 @@ _NEEDED = tuple(c for c in TRIP_COLUMNS if c != "bike_id")
 
 def local_date_expr(cities: list[str], timezones: Mapping[str, str]) -> pl.Expr:
     """The start's local calendar date in each city's time zone (UTC if unknown)."""
-    expr: pl.Expr | pl.When | pl.Then | None = None
-    for c in cities:
-        tz = timezones.get(c, "UTC")
-        day = pl.col("started_at").dt.convert_time_zone(tz).dt.date()
-        expr = (
-            pl.when(pl.col("city") == c).then(day)
-            if expr is None
-            else expr.when(pl.col("city") == c).then(day)  # type: ignore[union-attr]
+    started = pl.col("started_at")
+    days = [
+        pl.when(pl.col("city") == c).then(
+            started.dt.convert_time_zone(timezones.get(c, "UTC")).dt.date()
         )
-    fallback = pl.col("started_at").dt.date()
-    return fallback if expr is None else expr.otherwise(fallback)  # type: ignore[union-attr]
+        for c in cities
+    ]
+    return pl.coalesce([*days, started.dt.date()])
 
 
 def assess(
@@ -161,13 +157,14 @@ def assess(
 
 def _factor_expr(settings: Settings, gas: str) -> pl.Expr:
     """The factor (ug per metre) of each row's metro class and vehicle type."""
-    expr: Any = pl
-    for f in settings.factors:
-        cond = (pl.col("metro") == (f.city_class == "with_metro")) & (
-            pl.col("vehicle_type") == f.vehicle_type
-        )
-        expr = expr.when(cond).then(pl.lit(getattr(f, f"{gas}_ug_m"), pl.Int64))
-    return expr.otherwise(pl.lit(None, pl.Int64))
+    cases = [
+        pl.when(
+            (pl.col("metro") == (f.city_class == "with_metro"))
+            & (pl.col("vehicle_type") == f.vehicle_type)
+        ).then(pl.lit(getattr(f, f"{gas}_ug_m"), pl.Int64))
+        for f in settings.factors
+    ]
+    return pl.coalesce([*cases, pl.lit(None, pl.Int64)])
 
 
 def _daily_cap(df: pl.DataFrame, cap: int, prior: pl.DataFrame | None) -> pl.Expr:

@@ -196,6 +196,7 @@ def _xlsx(r: Report, path: Path) -> None:
 
     wb = Workbook()
     ws = wb.active
+    assert ws is not None  # a new workbook has one sheet
     ws.title = "Summary"
     ws.append(["bikefleet emissions reduction report"])
     ws["A1"].font = Font(bold=True, size=14)

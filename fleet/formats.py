@@ -221,7 +221,9 @@ _US_LOCAL = (
 
 
 def _fields(fmt: str, raw: pl.DataFrame | pl.LazyFrame, city: City) -> list[Field]:
-    c = lambda name: _col(raw, name)  # noqa: E731
+    def c(name: str) -> pl.Expr:
+        return _col(raw, name)
+
     tz = city.timezone
     if fmt == "canonical":
         schema = raw.collect_schema()
@@ -248,7 +250,8 @@ def _fields(fmt: str, raw: pl.DataFrame | pl.LazyFrame, city: City) -> list[Fiel
             if name in ("started_at", "ended_at"):
                 parsed = (
                     pl.col(name).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
-                    if isinstance(schema[name], pl.Datetime) and schema[name].time_zone
+                    if isinstance(dt_type := schema[name], pl.Datetime)
+                    and dt_type.time_zone
                     else _iso_utc(r)
                 )
             elif dtype == pl.Float64():

@@ -38,7 +38,10 @@ def haversine_m(
     dp = p2 - p1
     dl = np.radians(np.asarray(lng2) - np.asarray(lng1))
     a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    d: npt.NDArray[np.float64] = (
+        2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    )
+    return d
 
 
 def equirect_expr(lat1: str, lng1: str, lat2: str, lng2: str) -> pl.Expr:

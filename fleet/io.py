@@ -242,9 +242,9 @@ def read_source(
         )
     name = city or _hive_city(path) or DEFAULT_CITY.get(fmt)
     if fmt == "canonical" and "city" in raw.columns and city is None:
-        cities = raw["city"].drop_nulls().unique()
-        if cities.len() == 1:
-            name = str(cities[0])
+        named = raw["city"].drop_nulls().unique()
+        if named.len() == 1:
+            name = str(named[0])
     if name is None:
         raise UnknownFormatError(
             f"{path}: {fmt} files record local times without a city; pass --city"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -41,19 +42,7 @@ def prepare_raw(fmt: str, raw: pl.DataFrame) -> pl.DataFrame:
     if fmt != "mobike_shanghai":
         return raw
     lengths = [
-        mobike_track_length_m(
-            r["track"],
-            (_f(r["start_location_y"]), _f(r["start_location_x"])),
-            (_f(r["end_location_y"]), _f(r["end_location_x"])),
-        )
-        if None
-        not in (
-            _f(r["start_location_y"]),
-            _f(r["end_location_y"]),
-            _f(r["start_location_x"]),
-            _f(r["end_location_x"]),
-        )
-        else None
+        _track_length(r)
         for r in raw.select(
             "track",
             "start_location_x",
@@ -63,6 +52,15 @@ def prepare_raw(fmt: str, raw: pl.DataFrame) -> pl.DataFrame:
         ).iter_rows(named=True)
     ]
     return raw.with_columns(pl.Series("_track_m", lengths, dtype=pl.Float64))
+
+
+def _track_length(r: dict[str, Any]) -> float | None:
+    """A Mobike row's track length, or None when an end is not a number."""
+    lat0, lng0 = _f(r["start_location_y"]), _f(r["start_location_x"])
+    lat1, lng1 = _f(r["end_location_y"]), _f(r["end_location_x"])
+    if lat0 is None or lng0 is None or lat1 is None or lng1 is None:
+        return None
+    return mobike_track_length_m(r["track"], (lat0, lng0), (lat1, lng1))
 
 
 def _f(v: object) -> float | None:

@@ -289,7 +289,7 @@ def load_zone_set(
         "FROM zones WHERE version = ? ORDER BY ord",
         params=[version],
     ).to_arrow_table()
-    geoms = (
+    geoms: Any = (
         shapely.from_wkb(np.array(t["geometry"].to_pylist(), dtype=object))
         if t.num_rows
         else []

@@ -74,8 +74,9 @@ def synth_zones(
         rad[:m] = rng.uniform(40, 90, (m, 1)) * rng.uniform(0.8, 1.0, (m, 8))
     nx = cx[:, None] + rad * np.cos(ang)
     ny = cy[:, None] + rad * np.sin(ang)
-    no_polys = shapely.polygons(np.stack([nx, ny], -1))
-    no_polys = shapely.make_valid(no_polys)
+    no_polys = np.asarray(
+        shapely.make_valid(shapely.polygons(np.stack([nx, ny], -1))), dtype=object
+    )
     keep_no = shapely.get_type_id(no_polys) == 3  # still a plain polygon
     no_polys = no_polys[keep_no]
 
@@ -112,7 +113,7 @@ def synth_zones(
     c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
     rx = px[:, None] + corners[None, :, 0] * c - corners[None, :, 1] * s
     ry = py[:, None] + corners[None, :, 0] * s + corners[None, :, 1] * c
-    rects = shapely.polygons(np.stack([rx, ry], -1))
+    rects = np.asarray(shapely.polygons(np.stack([rx, ry], -1)), dtype=object)
     tree = shapely.STRtree(no_polys)
     clash = np.zeros(want, bool)
     clash[tree.query(rects, predicate="intersects")[0]] = True

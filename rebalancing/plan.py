@@ -259,15 +259,15 @@ def plan_routes(
                     "eta": start + dt.timedelta(seconds=round(s.arrival_s)),
                 }
             )
-    schema = {
-        "truck": pl.Int64,
-        "seq": pl.Int64,
-        "unit": pl.String,
-        "lat": pl.Float64,
-        "lng": pl.Float64,
-        "action": pl.String,
-        "bikes": pl.Int64,
-        "load_after": pl.Int64,
+    schema: dict[str, pl.DataType] = {
+        "truck": pl.Int64(),
+        "seq": pl.Int64(),
+        "unit": pl.String(),
+        "lat": pl.Float64(),
+        "lng": pl.Float64(),
+        "action": pl.String(),
+        "bikes": pl.Int64(),
+        "load_after": pl.Int64(),
         "eta": pl.Datetime("us", "UTC"),
     }
     stops = pl.DataFrame(rows, schema=schema)
@@ -294,9 +294,9 @@ def plan_routes(
             "ends_loaded": pl.Int64,
         },
     )
-    for r in trucks.filter(pl.col("ends_loaded") > 0).iter_rows(named=True):
+    for row in trucks.filter(pl.col("ends_loaded") > 0).iter_rows(named=True):
         notes.append(
-            f"truck {r['truck']} ends its shift with {r['ends_loaded']} bikes on "
+            f"truck {row['truck']} ends its shift with {row['ends_loaded']} bikes on "
             "board (it brings them back to the depot)"
         )
     left = sum(abs(int(inst.demand_bikes[i])) for i in sol.skipped)

@@ -270,40 +270,40 @@ def solve_cpsat(
     for i in range(n):
         for j in range(n):
             if i != j:
-                x = m.NewBoolVar(f"x{i}_{j}")
+                x = m.new_bool_var(f"x{i}_{j}")
                 lit[i, j] = x
                 arcs.append((i, j, x))
-    u = [m.NewIntVar(0, q, f"u{i}") for i in range(n)]
+    u = [m.new_int_var(0, q, f"u{i}") for i in range(n)]
     for j in range(1, n):
-        m.Add(u[j] - d[j] >= 0)
-        m.Add(u[j] - d[j] <= q)
+        m.add(u[j] - d[j] >= 0)
+        m.add(u[j] - d[j] <= q)
         if not inst.start_load_free:
-            m.Add(u[j] == d[j]).OnlyEnforceIf(lit[0, j])
+            m.add(u[j] == d[j]).only_enforce_if(lit[0, j])
     for (i, j), x in lit.items():
         if i != 0 and j != 0:
-            m.Add(u[j] == u[i] + d[j]).OnlyEnforceIf(x)
+            m.add(u[j] == u[i] + d[j]).only_enforce_if(x)
     if inst.vehicles == 1:
-        m.AddCircuit(arcs)
+        m.add_circuit(arcs)
     else:
-        m.AddMultipleCircuit(arcs)
-        m.Add(sum(lit[0, j] for j in range(1, n)) <= inst.vehicles)
-    m.Minimize(sum(int(inst.cost[i, j]) * x for (i, j), x in lit.items()))
+        m.add_multiple_circuit(arcs)
+        m.add(sum(lit[0, j] for j in range(1, n)) <= inst.vehicles)
+    m.minimize(sum(int(inst.cost[i, j]) * x for (i, j), x in lit.items()))
     if hint is not None:
-        used = set()
+        used: set[tuple[int, int]] = set()
         for r in hint.routes:
             seq = [0, *(s.node for s in r.stops), 0]
             used.update(itertools.pairwise(seq))
         for key, x in lit.items():
-            m.AddHint(x, key in used)
+            m.add_hint(x, key in used)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.1, time_limit_s)
     solver.parameters.num_workers = workers
-    status = solver.Solve(m)
+    status = solver.solve(m)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     nxt: dict[int, list[int]] = {}
     for (i, j), x in lit.items():
-        if solver.Value(x):
+        if solver.value(x):
             nxt.setdefault(i, []).append(j)
     routes = []
     for first in nxt.get(0, []):

@@ -161,8 +161,9 @@ class KeyRing:
         if len(parts) != 3 or parts[0] != "bf" or len(parts[1]) != 12:
             return None
         key_id, secret = parts[1], parts[2]
-        row = self._cache.get(key_id, False)
-        if row is False:
+        try:
+            row = self._cache[key_id]
+        except KeyError:  # not looked up yet, or forgotten meanwhile
             row = self._load(key_id)
         if row is None:
             return None

@@ -372,3 +372,28 @@ def test_a_new_plan_supersedes_and_the_report_counts_it_once(tmp_path: Path) -> 
             s.con.execute("SELECT plan_id, superseded_by FROM plans").fetchall()
         )
         assert rows == {first: second, second: None, other: None}
+
+
+def test_a_restarted_app_leaves_its_own_running_plan_jobs_alone(
+    tmp_path: Path,
+) -> None:
+    # Before: each startup failed every unfinished job, racing the job this same
+    # process was still running ("Conflict on update" at startup, CI run 15).
+    db = tmp_path / "s.duckdb"
+    load_zones(db, zones_doc())
+    keys = make_keys(db)
+    app = create_app(db)
+    h = bearer(keys["all"])
+    jobs = []
+    for _ in range(5):
+        with TestClient(app) as client:
+            r = client.post(
+                "/v1/plans", json={"city": "x", "date": "2020-01-01"}, headers=h
+            )
+            assert r.status_code == 202, r.text
+            jobs.append(r.json()["job_id"])
+    with TestClient(app) as client:
+        for job in jobs:
+            r = client.get(f"/v1/plans/{job}", headers=h)
+            assert r.status_code == 200, r.text
+            assert "service stopped" not in json.dumps(r.json())

@@ -10,7 +10,7 @@ from fastapi import HTTPException, Request
 from api.usecases.keys import SCOPES, ApiKey
 
 if TYPE_CHECKING:
-    from api.service import Service
+    from api.state import Service
     from api.usecases.zones import ZoneState
 
 __all__ = ["require", "service", "zones_or_503"]

@@ -19,15 +19,12 @@ import hmac
 import secrets
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from api.usecases.store import KEY_SCHEMA_SQL, Store
 from fleet.errors import EmptyStoreError, InvalidConfigError
 
-if TYPE_CHECKING:
-    from api.usecases.store import Store
-
 __all__ = [
-    "KEY_SCHEMA_SQL",
     "SCOPES",
     "ApiKey",
     "KeyRing",
@@ -48,14 +45,6 @@ SCOPES = {
     "reports:read": "GET /v1/reports/emissions",
     "keys:admin": "POST /v1/keys, GET /v1/keys, DELETE /v1/keys/{key_id}",
 }
-
-KEY_SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, secret_sha256 VARCHAR NOT NULL,
-    scopes VARCHAR[] NOT NULL, created_at TIMESTAMPTZ NOT NULL,
-    revoked BOOLEAN NOT NULL DEFAULT FALSE
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)

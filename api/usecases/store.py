@@ -20,7 +20,6 @@ from types import TracebackType
 
 import duckdb
 
-from api.usecases.keys import KEY_SCHEMA_SQL
 from emissions.ledger import ensure_schema as ensure_ledger
 from fleet.cities import CITIES, Cities
 from fleet.store import default_db_path, open_store, stored_cities
@@ -28,10 +27,25 @@ from geofence.store import ZONE_SCHEMA_SQL, active_version
 from geofence.store import ensure_tables as ensure_zones
 from rebalancing.store import PLAN_SCHEMA_SQL
 
-__all__ = ["STORE_ERRORS", "Store", "latest_snapshot", "write_snapshot"]
+__all__ = [
+    "KEY_SCHEMA_SQL",
+    "STORE_ERRORS",
+    "Store",
+    "latest_snapshot",
+    "write_snapshot",
+]
 
 #: Errors the store's database raises (the CLI prints them as one line).
 STORE_ERRORS: tuple[type[Exception], ...] = (duckdb.Error,)
+
+#: The API's own table: keys (managed by ``api.usecases.keys``).
+KEY_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, secret_sha256 VARCHAR NOT NULL,
+    scopes VARCHAR[] NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE
+);
+"""
 
 
 class Store:

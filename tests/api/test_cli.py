@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from api.usecases.keys import KEY_SCHEMA_SQL
+from api.usecases.store import KEY_SCHEMA_SQL
 from emissions.ledger import LEDGER_SCHEMA_SQL
 from fleet.store import SCHEMA_SQL
 from geofence.store import ZONE_SCHEMA_SQL

@@ -1,0 +1,188 @@
+"""The state the HTTP routes share: ``Service``.
+
+One ``Service`` per app (built by ``api.service.create_app``): the ``Store``,
+the zone set in service (a ``ZoneState`` swapped with one reference
+assignment, so checks in flight finish on the old set or start on the new
+one), the API keys, the settings, the metrics and the plan worker. Parking
+checks never touch the store; store work runs in the thread pool, each call on
+its own cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from api.middleware import Metrics
+from api.models import PlanIn
+from api.usecases.keys import KeyRing
+from api.usecases.plans import fail_unfinished, run_plan_job
+from api.usecases.rides import RideResult, RideWindow, ingest_rides
+from api.usecases.store import Store, latest_snapshot, write_snapshot
+from api.usecases.zones import ZoneState, load_zone_document, zone_state
+from emissions.types import Settings
+from fleet.cells import DEFAULT_RES
+from geofence.errors import NoZonesError
+from rebalancing.types import PlanParams
+
+__all__ = ["Service"]
+
+log = logging.getLogger("bikefleet.api")
+
+T = TypeVar("T")
+
+
+class Service:
+    """The app's state: the store, keys, zones, settings, metrics, plan jobs.
+
+    A primary (the default) owns the store; with ``snapshot_dir`` it also
+    publishes zone snapshots for replicas (``api.workers``). A replica
+    (``replica=True``) reads ``db`` as a snapshot folder, read-only.
+    """
+
+    def __init__(
+        self,
+        db: Path | str,
+        settings: Settings,
+        *,
+        scratch: Path,
+        snapshot_dir: Path | None = None,
+        replica: bool = False,
+        ride_window: RideWindow | None = None,
+    ) -> None:
+        self.db = str(db)
+        self.settings = settings
+        self.scratch = scratch
+        self.snapshot_dir = snapshot_dir
+        self.replica = replica
+        self.ride_window = ride_window or RideWindow()
+        self.worker = f"replica-{os.getpid()}" if replica else "primary"
+        self.snapshot: Path | None = None
+        self.parent = os.getppid()
+        self.metrics = Metrics()
+        self.zones: ZoneState | None = None
+        self._store: Store | None = None
+        self.open()
+        if not replica:
+            # Jobs a stopped server left behind. Once per process: a job this
+            # process started before a shutdown and reopen may still be running.
+            fail_unfinished(self.store())
+
+    def open(self) -> None:
+        """Open the store (again, after a shutdown) and load the active zones."""
+        if self._store is not None:
+            return
+        if self.replica:
+            self.snapshot = latest_snapshot(Path(self.db))
+            if self.snapshot is None:
+                raise NoZonesError(f"no zone snapshot in {self.db} yet")
+            self._store = Store.open_snapshot(self.snapshot)
+        else:
+            self._store = Store.open(self.db)
+        self.keys = KeyRing(self._store)
+        self.planner = ThreadPoolExecutor(1, thread_name_prefix="planner")
+        self.zone_lock = asyncio.Lock()
+        state = zone_state(self._store)
+        if state is not None and (
+            self.zones is None or state.version != self.zones.version
+        ):
+            self._swap(state)
+        self.publish()
+
+    def _swap(self, state: ZoneState) -> None:
+        self.zones = state  # the swap: one reference assignment
+        self.metrics.zone_version.set(state.version)
+
+    def store(self) -> Store:
+        """A handle on a new cursor of the store (one per call, per thread)."""
+        if self._store is None:
+            raise RuntimeError("the service is shut down")
+        return self._store.cursor()
+
+    def with_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run the use case ``fn(store, *args, **kwargs)`` on its own cursor."""
+        store = self.store()
+        try:
+            return fn(store, *args, **kwargs)
+        finally:
+            store.close()
+
+    def ingest(self, rides: Sequence[dict[str, Any]]) -> list[RideResult]:
+        return self.with_store(
+            ingest_rides, rides, self.settings, window=self.ride_window
+        )
+
+    def load_zones(self, raw: bytes) -> ZoneState:
+        """Store a zone document, index it, swap it in, publish it."""
+
+        def work(store: Store) -> ZoneState:
+            version = load_zone_document(store, raw, source="PUT /v1/zones")
+            state = zone_state(store, version)
+            assert state is not None
+            return state
+
+        state = self.with_store(work)
+        self._swap(state)
+        self.publish()
+        return state
+
+    def start_plan(self, job_id: str, body: PlanIn) -> None:
+        params = PlanParams(
+            trucks=body.trucks,
+            capacity_bikes=body.capacity,
+            time_limit_s=body.time_limit_s,
+        )
+
+        def run() -> None:
+            # Its own connection: a solve outlives requests, and a shutdown
+            # closes the service's connection without waiting for it.
+            try:
+                with Store.open(self.db) as store:
+                    run_plan_job(
+                        store,
+                        job_id,
+                        city=body.city,
+                        date=body.date,
+                        params=params,
+                        res=DEFAULT_RES,
+                        out_dir=self.scratch / "plans" / job_id,
+                    )
+            except Exception:  # recorded as a failed job; logged with its trace
+                log.exception("plan job %s failed", job_id)
+
+        self.planner.submit(run)
+
+    def publish(self) -> None:
+        """Write a snapshot for the replicas (a primary with a snapshot folder)."""
+        if self.snapshot_dir is not None and not self.replica:
+            self.with_store(write_snapshot, self.snapshot_dir)
+
+    def follow(self) -> bool:
+        """Replica: swap in the newest snapshot if the primary wrote one."""
+        path = latest_snapshot(Path(self.db))
+        if path is None or path == self.snapshot:
+            return False
+        store = Store.open_snapshot(path)
+        state = zone_state(store)
+        if state is None:
+            store.close()
+            return False
+        keys = KeyRing(store)
+        old, self._store, self.snapshot = self._store, store, path
+        self.keys = keys  # one reference assignment
+        self._swap(state)
+        if old is not None:
+            old.close()
+        return True
+
+    def close(self) -> None:
+        if self._store is None:
+            return
+        self.planner.shutdown(wait=False, cancel_futures=True)
+        self._store.close()
+        self._store = None

@@ -105,6 +105,22 @@ def serve(
             max=32,
         ),
     ] = 1,
+    plan_jobs: Annotated[
+        int,
+        typer.Option(
+            help="Plan jobs waiting or running at once (more get 429).", min=1
+        ),
+    ] = 4,
+    plan_jobs_per_key: Annotated[
+        int, typer.Option(help="Plan jobs waiting or running per API key.", min=1)
+    ] = 2,
+    max_time_limit: Annotated[
+        float,
+        typer.Option(help="Largest time_limit_s a plan job may ask for.", min=1),
+    ] = 600.0,
+    max_trucks: Annotated[
+        int, typer.Option(help="Largest fleet a plan job may ask for.", min=1)
+    ] = 200,
     replica_of: Annotated[
         str | None, typer.Option(hidden=True, help="Internal: run as a replica.")
     ] = None,
@@ -115,6 +131,7 @@ def serve(
     """
     import uvicorn
 
+    from api.jobs import JobLimits
     from api.service import create_app
     from api.workers import reuse_port_socket
 
@@ -129,14 +146,20 @@ def serve(
         uvicorn.Server(config(app)).run(sockets=[sock])
         return
     path = db or default_db_path()
+    limits = JobLimits(
+        max_jobs=plan_jobs,
+        max_per_key=plan_jobs_per_key,
+        max_time_limit_s=max_time_limit,
+        max_trucks=max_trucks,
+    )
     if workers == 1:
         sock = _bind(host, port)
-        app = create_app(path)
+        app = create_app(path, job_limits=limits)
         out.print(f"bikefleet API on http://{host}:{port} (docs at /docs)")
         uvicorn.Server(config(app)).run(sockets=[sock])
         return
     folder = Path(f"{path}.workers")
-    app = create_app(path, snapshot_dir=folder)
+    app = create_app(path, snapshot_dir=folder, job_limits=limits)
     if latest_snapshot(folder) is None:
         raise InvalidConfigError(
             "--workers needs a zone set to share: load one first "

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import JSONOut, install_error_handlers
+from api.jobs import JobLimits
 from api.middleware import Guard
 from api.models import ErrorOut
 from api.routes import keys, ops, parking, plans, reports, rides, zones
@@ -41,6 +42,7 @@ def create_app(
     snapshot_dir: Path | None = None,
     replica_of: str | None = None,
     ride_window: RideWindow | None = None,
+    job_limits: JobLimits | None = None,
 ) -> FastAPI:
     """The bikefleet HTTP service over the store ``db``.
 
@@ -55,6 +57,7 @@ def create_app(
         snapshot_dir=snapshot_dir,
         replica=replica_of is not None,
         ride_window=ride_window,
+        job_limits=job_limits,
     )
 
     @asynccontextmanager

@@ -14,14 +14,14 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from api.jobs import JobLimits, PlanJobs
 from api.middleware import Metrics
 from api.models import PlanIn
 from api.usecases.keys import KeyRing
-from api.usecases.plans import fail_unfinished, run_plan_job
+from api.usecases.plans import Router, fail_jobs, fail_unfinished, run_plan_job
 from api.usecases.rides import RideResult, RideWindow, ingest_rides
 from api.usecases.store import Store, latest_snapshot, write_snapshot
 from api.usecases.zones import ZoneState, load_zone_document, zone_state
@@ -54,6 +54,7 @@ class Service:
         snapshot_dir: Path | None = None,
         replica: bool = False,
         ride_window: RideWindow | None = None,
+        job_limits: JobLimits | None = None,
     ) -> None:
         self.db = str(db)
         self.settings = settings
@@ -61,6 +62,8 @@ class Service:
         self.snapshot_dir = snapshot_dir
         self.replica = replica
         self.ride_window = ride_window or RideWindow()
+        self.job_limits = job_limits or JobLimits()
+        self._bodies: dict[str, PlanIn] = {}
         self.worker = f"replica-{os.getpid()}" if replica else "primary"
         self.snapshot: Path | None = None
         self.parent = os.getppid()
@@ -85,7 +88,7 @@ class Service:
         else:
             self._store = Store.open(self.db)
         self.keys = KeyRing(self._store)
-        self.planner = ThreadPoolExecutor(1, thread_name_prefix="planner")
+        self.plans = PlanJobs(self._run_plan, self._fail_plans, self.job_limits)
         self.zone_lock = asyncio.Lock()
         state = zone_state(self._store)
         if state is not None and (
@@ -131,31 +134,35 @@ class Service:
         self.publish()
         return state
 
-    def start_plan(self, job_id: str, body: PlanIn) -> None:
+    def start_plan(self, job_id: str, body: PlanIn, key_id: str) -> None:
+        """Queue a recorded plan job (``self.plans.admit`` said yes)."""
+        self._bodies[job_id] = body
+        self.plans.submit(job_id, key_id)
+
+    def _run_plan(self, job_id: str, router: Router) -> None:
+        body = self._bodies.pop(job_id)
         params = PlanParams(
             trucks=body.trucks,
             capacity_bikes=body.capacity,
             time_limit_s=body.time_limit_s,
         )
+        # Its own connection: a job outlives requests, and a shutdown closes
+        # the service's connection without waiting for it.
+        with Store.open(self.db) as store:
+            run_plan_job(
+                store,
+                job_id,
+                city=body.city,
+                date=body.date,
+                params=params,
+                res=DEFAULT_RES,
+                out_dir=self.scratch / "plans" / job_id,
+                router=router,
+            )
 
-        def run() -> None:
-            # Its own connection: a solve outlives requests, and a shutdown
-            # closes the service's connection without waiting for it.
-            try:
-                with Store.open(self.db) as store:
-                    run_plan_job(
-                        store,
-                        job_id,
-                        city=body.city,
-                        date=body.date,
-                        params=params,
-                        res=DEFAULT_RES,
-                        out_dir=self.scratch / "plans" / job_id,
-                    )
-            except Exception:  # recorded as a failed job; logged with its trace
-                log.exception("plan job %s failed", job_id)
-
-        self.planner.submit(run)
+    def _fail_plans(self, job_ids: list[str], reason: str) -> None:
+        with Store.open(self.db) as store:
+            fail_jobs(store, job_ids, reason)
 
     def publish(self) -> None:
         """Write a snapshot for the replicas (a primary with a snapshot folder)."""
@@ -183,6 +190,6 @@ class Service:
     def close(self) -> None:
         if self._store is None:
             return
-        self.planner.shutdown(wait=False, cancel_futures=True)
+        self.plans.close()
         self._store.close()
         self._store = None

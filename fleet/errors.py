@@ -64,6 +64,12 @@ class EmptyStoreError(BikeFleetError, LookupError):
     http_status = 404
 
 
+class StoreBusyError(BikeFleetError):
+    """Another process holds the DuckDB store (one process at a time)."""
+
+    http_status = 503
+
+
 class StoreNotFoundError(BikeFleetError, LookupError):
     """No store where one was expected (a command that reads, given a bad path)."""
 

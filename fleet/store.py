@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,7 +38,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from fleet.errors import EmptyStoreError, StoreNotFoundError
+from fleet.errors import EmptyStoreError, StoreBusyError, StoreNotFoundError
 from fleet.schema import TRIP_COLUMNS, TRIP_STORE_COLUMNS
 from fleet.types import City, Processed
 
@@ -136,10 +137,40 @@ def open_store(
                 "with `bikefleet ingest FILE --db " + str(p) + "` or ./scripts/demo"
             )
         p.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(p))
+    try:
+        con = duckdb.connect(str(p))
+    except duckdb.IOException as e:
+        if "Could not set lock" in str(e):
+            raise StoreBusyError(_busy_message(p, str(e))) from None
+        raise
     con.execute("SET TimeZone = 'UTC'")
     con.execute(SCHEMA_SQL)
     return con
+
+
+def _busy_message(path: Path, error: str) -> str:
+    """Who holds the store, from DuckDB's "(PID n)" and the process table."""
+    found = re.search(r"\(PID (\d+)\)", error)
+    who = "another process"
+    if found:
+        pid = found.group(1)
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            words = [a.decode(errors="replace") for a in argv if a]
+            # "python -m api.cli serve ..." or ".venv/bin/bikefleet serve ...".
+            if "api.cli" in words:
+                words = ["bikefleet", *words[words.index("api.cli") + 1 :]]
+            elif len(words) > 1 and Path(words[0]).name.startswith("python"):
+                words = words[1:]
+            words[0] = Path(words[0]).name
+            who = f"process {pid} ({' '.join(words)})"
+        except (OSError, IndexError):
+            who = f"process {pid}"
+    return (
+        f"the store {path} is in use by {who}: a DuckDB store serves one process "
+        "at a time; stop that process first (or send the work to the running "
+        "service over HTTP)"
+    )
 
 
 @contextmanager

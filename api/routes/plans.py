@@ -12,7 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import require, service
 from api.errors import JSONOut
-from api.models import PlanIn, PlanJob
+from api.jobs import JobsFull
+from api.models import ErrorOut, PlanIn, PlanJob
+from api.usecases.keys import ApiKey
 from api.usecases.plans import plan_job, submit_plan_job
 
 router = APIRouter(tags=["plans"])
@@ -22,13 +24,48 @@ router = APIRouter(tags=["plans"])
     "/v1/plans",
     status_code=202,
     response_model=PlanJob,
-    dependencies=[Depends(require("plans:write"))],
+    responses={
+        429: {"model": ErrorOut, "description": "Plan queue full (see Retry-After)"}
+    },
+    description="Queue a plan job; it routes in a separate process, so the "
+    "service keeps answering. The queue is bounded, in all and per API key.",
 )
-async def post_plan(body: PlanIn, request: Request) -> Response:
+async def post_plan(
+    body: PlanIn,
+    request: Request,
+    key: Annotated[ApiKey, Depends(require("plans:write"))],
+) -> Response:
     svc = service(request)
+    lim = svc.job_limits
+    if body.time_limit_s > lim.max_time_limit_s:
+        raise HTTPException(
+            422,
+            [
+                {
+                    "field": "body.time_limit_s",
+                    "reason": f"at most {lim.max_time_limit_s:g} s on this service",
+                }
+            ],
+        )
+    if body.trucks > lim.max_trucks:
+        raise HTTPException(
+            422,
+            [
+                {
+                    "field": "body.trucks",
+                    "reason": f"at most {lim.max_trucks} trucks on this service",
+                }
+            ],
+        )
+    try:
+        svc.plans.admit(key.key_id)
+    except JobsFull as e:
+        raise HTTPException(
+            429, str(e), headers={"Retry-After": str(e.retry_after_s)}
+        ) from None
     job_id = uuid.uuid4().hex
     job = await run_in_threadpool(svc.with_store, submit_plan_job, job_id)
-    svc.start_plan(job_id, body)
+    svc.start_plan(job_id, body, key.key_id)
     return JSONOut(job, status_code=202, headers={"Location": f"/v1/plans/{job_id}"})
 
 

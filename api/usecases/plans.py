@@ -15,7 +15,7 @@ import polars as pl
 
 from api.usecases.store import Store
 from fleet.cells import index_points
-from fleet.errors import EmptyStoreError
+from fleet.errors import BikeFleetError, EmptyStoreError
 from fleet.snapshot import snapshot_fleet
 from fleet.store import pick_city, query_frame, read_trips
 from rebalancing.instances import read_instance
@@ -41,11 +41,16 @@ from rebalancing.targets import fleet_size, target_intervals
 from rebalancing.types import PlanParams, Solution
 
 __all__ = [
+    "DayInputs",
     "DayPlan",
+    "Router",
+    "day_inputs",
+    "fail_jobs",
     "fail_unfinished",
     "plan_day",
     "plan_job",
     "plans_for_report",
+    "route_units",
     "run_plan_job",
     "solve_instance",
     "submit_plan_job",
@@ -65,6 +70,32 @@ class DayPlan:
     files: list[Path]
 
 
+@dataclass(frozen=True, slots=True)
+class DayInputs:
+    """What routing a day needs, read from the store: the dispatch units with
+    their targets (``units_frame``), the shift start and the fleet size the
+    demand needs."""
+
+    city: str
+    date: dt.date
+    start: dt.datetime
+    units: pl.DataFrame
+    fleet_needed: int
+
+
+#: Turns a day's units into routes: ``plan_routes`` in this process, or a
+#: function that runs it in another (the service's plan jobs).
+Router = Callable[[pl.DataFrame, PlanParams, dt.datetime], CityPlan]
+
+
+def route_units(
+    units: pl.DataFrame, params: PlanParams, start: dt.datetime
+) -> CityPlan:
+    """``plan_routes`` with its defaults (a top-level function: it crosses
+    process boundaries)."""
+    return plan_routes(units, params, start=start)
+
+
 def plan_day(
     store: Store,
     *,
@@ -77,10 +108,46 @@ def plan_day(
     matrix: pl.DataFrame | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_progress: Progress | None = None,
+    router: Router | None = None,
 ) -> DayPlan:
     """Plan a morning's rebalancing: targets from the demand profile, truck
     routes, the verifier; save the plan (superseding an earlier plan for the
-    same city and date) and write its files."""
+    same city and date) and write its files. ``router`` replaces the routing
+    step (``depot``, ``matrix`` and the callbacks then do not apply)."""
+    inputs = day_inputs(store, city=city, date=date, params=params, res=res)
+    if router is not None:
+        plan = router(inputs.units, params, inputs.start)
+    else:
+        plan = plan_routes(
+            inputs.units,
+            params,
+            start=inputs.start,
+            depot=depot,
+            matrix=matrix,
+            on_stage=on_stage,
+            on_progress=on_progress,
+        )
+    pid = save_plan(store.con, plan, params, city=inputs.city, date=inputs.date)
+    files = write_plan_files(
+        plan,
+        out_dir,
+        title=f"{inputs.city} rebalancing plan for {inputs.date} "
+        f"{params.start_hour:02d}:00, {params.trucks} trucks",
+    )
+    return DayPlan(inputs.city, inputs.date, pid, plan, inputs.fleet_needed, files)
+
+
+def day_inputs(
+    store: Store,
+    *,
+    city: str | None,
+    date: dt.date | None,
+    params: PlanParams,
+    res: int,
+) -> DayInputs:
+    """The units to route for ``city`` on ``date`` (default: the day after the
+    data): where bikes stand when the trucks set out, the bikes riding towards
+    each cell, and the targets of the demand profile."""
     con = store.con
     name = pick_city(con, city)
     tz = zoneinfo.ZoneInfo(store.cities()[name].timezone)
@@ -150,23 +217,7 @@ def plan_day(
     durations = (trips["ended_at"] - trips["started_at"]).dt.total_seconds()
     mean_h = float(durations.mean() or 0.0) / 3600  # type: ignore[arg-type]
     needed = fleet_size(units, riding_at_peak=riding_at_peak(profile, dtype, mean_h))
-    plan = plan_routes(
-        units,
-        params,
-        start=start.astimezone(dt.UTC),
-        depot=depot,
-        matrix=matrix,
-        on_stage=on_stage,
-        on_progress=on_progress,
-    )
-    pid = save_plan(con, plan, params, city=name, date=day)
-    files = write_plan_files(
-        plan,
-        out_dir,
-        title=f"{name} rebalancing plan for {day} "
-        f"{params.start_hour:02d}:00, {params.trucks} trucks",
-    )
-    return DayPlan(name, day, pid, plan, needed, files)
+    return DayInputs(name, day, start.astimezone(dt.UTC), units, needed)
 
 
 def plans_for_report(
@@ -226,13 +277,21 @@ def run_plan_job(
     params: PlanParams,
     res: int,
     out_dir: Path,
+    router: Router | None = None,
 ) -> None:
     """Run a queued plan job to the end, recording ``done`` (with the plan id)
-    or ``failed`` (with the error) in the store."""
+    or ``failed`` (with the error) in the store. ``router``: where the routes
+    are computed (the service passes one that uses a separate process)."""
     update_job(store.con, job_id, status="running")
     try:
         p = plan_day(
-            store, city=city, date=date, params=params, res=res, out_dir=out_dir
+            store,
+            city=city,
+            date=date,
+            params=params,
+            res=res,
+            out_dir=out_dir,
+            router=router,
         )
     except Exception as e:
         update_job(
@@ -256,8 +315,6 @@ def run_plan_job(
 
 
 def _one_line(e: BaseException) -> str:
-    from fleet.errors import BikeFleetError
-
     if isinstance(e, BikeFleetError | ValueError):
         return " ".join(str(e).split())
     return "internal error (see the server log)"
@@ -291,6 +348,13 @@ def plan_job(store: Store, job_id: str) -> tuple[dict[str, Any], str | None] | N
         out["notes"] = list(row["notes"] or [])  # type: ignore[call-overload]
         out["stops"] = plan_stops(store.con, pid).to_dicts()
     return out, geojson
+
+
+def fail_jobs(store: Store, job_ids: list[str], reason: str) -> None:
+    """Record jobs that will never run as failed, with ``reason``."""
+    now = dt.datetime.now(dt.UTC)
+    for job_id in job_ids:
+        update_job(store.con, job_id, status="failed", error=reason, finished_at=now)
 
 
 def fail_unfinished(store: Store) -> int:

@@ -68,6 +68,16 @@ class Metrics:
             "Version id of the zone set in use (0: none).",
             registry=self.registry,
         )
+        self.ride_groups = Counter(
+            "bikefleet_ride_groups",
+            "Groups of rides stored and credited in one commit (group commit).",
+            registry=self.registry,
+        )
+        self.rides_grouped = Counter(
+            "bikefleet_rides_grouped",
+            "Rides stored and credited through group commits.",
+            registry=self.registry,
+        )
 
 
 class _TooLarge(HTTPException):

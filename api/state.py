@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from api.groupcommit import GroupCommit
 from api.jobs import JobLimits, PlanJobs
 from api.middleware import Metrics
 from api.models import PlanIn
@@ -89,6 +90,9 @@ class Service:
             self._store = Store.open(self.db)
         self.keys = KeyRing(self._store)
         self.plans = PlanJobs(self._run_plan, self._fail_plans, self.job_limits)
+        self.rides: GroupCommit[dict[str, Any], RideResult] = GroupCommit(
+            self.ingest, on_group=self._count_group
+        )
         self.zone_lock = asyncio.Lock()
         state = zone_state(self._store)
         if state is not None and (
@@ -96,6 +100,10 @@ class Service:
         ):
             self._swap(state)
         self.publish()
+
+    def _count_group(self, rides: int) -> None:
+        self.metrics.ride_groups.inc()
+        self.metrics.rides_grouped.inc(rides)
 
     def _swap(self, state: ZoneState) -> None:
         self.zones = state  # the swap: one reference assignment

@@ -255,17 +255,26 @@ class CreditSummary:
 
 
 def _prior_counts(
-    con: duckdb.DuckDBPyConnection, riders: pl.Series, timezones: Mapping[str, str]
+    con: duckdb.DuckDBPyConnection, todo: pl.DataFrame, timezones: Mapping[str, str]
 ) -> pl.DataFrame | None:
-    """Credited rides already in the ledger per rider and local day."""
-    if riders.len() == 0:
+    """Credited rides already in the ledger per rider and local day, for the
+    riders and days of ``todo``. Only ledger rows that start within a day of
+    ``todo``'s rides are read (the caps are per local day; no time zone is
+    more than 14 h from UTC), so the cost follows the batch, not the ledger."""
+    if todo.height == 0:
         return None
-    con.register("_riders", pl.DataFrame({"rider_id": riders.unique()}).to_arrow())
+    lo, hi = todo["started_at"].min(), todo["started_at"].max()
+    day = dt.timedelta(days=1)
+    assert isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime)
+    riders = todo["rider_id"].unique()
+    con.register("_riders", pl.DataFrame({"rider_id": riders}).to_arrow())
     try:
         rows = query_frame(
             con,
             "SELECT l.rider_id, l.city, l.ride_started_at AS started_at "
-            "FROM ledger l JOIN _riders USING (rider_id) WHERE l.kind = 'credit'",
+            "FROM ledger l JOIN _riders USING (rider_id) WHERE l.kind = 'credit' "
+            "AND l.ride_started_at >= ? AND l.ride_started_at < ?",
+            [lo - day, hi + day],
         )
     finally:
         con.unregister("_riders")
@@ -309,7 +318,7 @@ def credit_trips(
     def work() -> CreditSummary:
         todo = _undecided(con, trips)
         decided = assess(
-            todo, settings, _prior_counts(con, todo["rider_id"], settings.timezones)
+            todo, settings, _prior_counts(con, todo, settings.timezones)
         )
         ok = decided.filter(pl.col("reason").is_null())
         entries = ok.select(

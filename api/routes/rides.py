@@ -90,7 +90,7 @@ def ride_json(r: RideResult) -> dict[str, Any]:
 )
 async def post_ride(ride: RideIn, request: Request) -> Response:
     svc = service(request)
-    [r] = await run_in_threadpool(svc.ingest, [ride.model_dump()])
+    [r] = await svc.rides.submit([ride.model_dump()])
     if r.status == "rejected":
         raise HTTPException(
             422,
@@ -117,7 +117,7 @@ async def post_ride(ride: RideIn, request: Request) -> Response:
 )
 async def post_rides(body: RideBatchIn, request: Request) -> Response:
     svc = service(request)
-    results = await run_in_threadpool(svc.ingest, [r.model_dump() for r in body.rides])
+    results = await svc.rides.submit([r.model_dump() for r in body.rides])
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

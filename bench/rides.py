@@ -1,0 +1,249 @@
+"""Ride benchmark: POST /v1/rides (stored and credited) on a real server.
+
+Run:  .venv/bin/python bench/rides.py [--seconds 15] [--connections 16]
+                                     [--baseline REV]
+
+Needs wrk (Debian: ``apt-get install wrk``). For each server (this tree, and
+with ``--baseline REV`` the code of that git revision, checked out in a
+temporary worktree and run with the same virtualenv, side by side in one run):
+
+1. a fresh store with an API key; ``bikefleet serve`` on a free port;
+2. single rides: wrk sends distinct rides (one trip id per request) on
+   ``--connections`` keep-alive connections; rides/s and wrk's latency
+   percentiles (issue 12's target with PostgreSQL: >= 1,000 rides/s, p99 <=
+   50 ms);
+3. batches: 5 requests of 10,000 distinct rides to /v1/rides/batch; rides/s
+   (target >= 20,000/s);
+4. the ledger is verified afterwards (every ride credited once, chain intact).
+
+Server and load generator share the machine's two cores.
+Figures go to bench/out/rides.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+_ROOT = _HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import httpx  # noqa: E402
+
+from api.serve_cli import free_port  # noqa: E402
+from api.usecases.keys import create_key  # noqa: E402
+from api.usecases.store import Store  # noqa: E402
+
+OUT = _HERE / "out"
+
+LUA = """
+local n = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+request = function()
+  n = n + 1
+  local body = string.format('%(template)s', n, n %% 500)
+  return wrk.format(nil, "/v1/rides", nil, body)
+end
+"""
+
+
+def _ride(trip_id: str, rider: str, t0: dt.datetime) -> dict[str, object]:
+    return {
+        "trip_id": trip_id,
+        "bike_id": "B1",
+        "rider_id": rider,
+        "vehicle_type": "bike",
+        "started_at": t0.isoformat(),
+        "ended_at": (t0 + dt.timedelta(minutes=12)).isoformat(),
+        "start_lat": 1.3000,
+        "start_lng": 103.8500,
+        "end_lat": 1.3100,
+        "end_lng": 103.8600,
+        "distance_m": 2_100,
+        "city": "singapore",
+    }
+
+
+def _start(db: Path, port: int, code: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(code))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "serve",
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+        ],
+        cwd=code,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(300):
+        try:
+            if (
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code
+                == 200
+            ):
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server from {code} did not start")
+
+
+def _wrk(
+    port: int, key: str, seconds: int, connections: int, work: Path
+) -> dict[str, float]:
+    t0 = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    template = json.dumps(_ride("W%d", "R%d", t0))
+    lua = work / "rides.lua"
+    lua.write_text(LUA % {"key": key, "template": template.replace("'", "\\'")})
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(lua),
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = {
+        m.group(1): _ms(m.group(2), m.group(3))
+        for m in re.finditer(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", out)
+    }
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rides_per_s": round(rate, 1),
+        "p50_ms": pct.get("50", float("nan")),
+        "p99_ms": pct.get("99", float("nan")),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+    }
+
+
+def _per_group(port: int) -> float:
+    """Mean rides per group commit, from /metrics (nan on a server without it)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    got = dict(
+        re.findall(
+            r"^(bikefleet_ride_groups_total|bikefleet_rides_grouped_total) (\S+)",
+            text,
+            re.M,
+        )
+    )
+    if len(got) < 2:
+        return float("nan")
+    return round(
+        float(got["bikefleet_rides_grouped_total"])
+        / float(got["bikefleet_ride_groups_total"]),
+        1,
+    )
+
+
+def _ms(v: str, unit: str) -> float:
+    return round(float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 2)
+
+
+def _batches(port: int, key: str) -> float:
+    t0 = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    h = {"Authorization": f"Bearer {key}"}
+    total, took = 0, 0.0
+    with httpx.Client(timeout=300) as c:
+        for b in range(5):
+            rides = [_ride(f"B{b}-{i}", f"R{i % 500}", t0) for i in range(10_000)]
+            s = time.perf_counter()
+            r = c.post(
+                f"http://127.0.0.1:{port}/v1/rides/batch",
+                json={"rides": rides},
+                headers=h,
+            )
+            took += time.perf_counter() - s
+            r.raise_for_status()
+            total += len(rides)
+    return round(total / took, 1)
+
+
+def run(
+    code: Path, label: str, args: argparse.Namespace, work: Path
+) -> dict[str, object]:
+    db = work / f"{label}.duckdb"
+    with Store.open(db, create=True) as store:
+        key = create_key(store, ["rides:write"], "bench")[1]
+    port = free_port()
+    proc = _start(db, port, code)
+    try:
+        single = _wrk(port, key, args.seconds, args.connections, work)
+        single["rides_per_commit"] = _per_group(port)
+        batch = _batches(port, key)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    verify = subprocess.run(
+        [sys.executable, "-m", "api.cli", "ledger", "verify", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        cwd=_ROOT,
+    )
+    return {
+        "single": single,
+        "batch_rides_per_s": batch,
+        "ledger": verify.stdout.strip(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=int, default=15)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--baseline", help="a git revision to measure beside this tree")
+    args = ap.parse_args()
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-rides-") as tmp:
+        work = Path(tmp)
+        if args.baseline:
+            tree = work / "baseline"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(tree), args.baseline],
+                cwd=_ROOT,
+                check=True,
+                capture_output=True,
+            )
+            try:
+                results[f"baseline {args.baseline}"] = run(tree, "baseline", args, work)
+            finally:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(tree)], cwd=_ROOT
+                )
+        results["this tree"] = run(_ROOT, "current", args, work)
+    for label, r in results.items():
+        print(f"{label}: {json.dumps(r)}")
+    OUT.mkdir(exist_ok=True)
+    (OUT / "rides.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

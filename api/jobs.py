@@ -18,18 +18,18 @@ import multiprocessing
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 import polars as pl
 
+from api.limits import JobLimits
 from api.usecases.plans import Router, route_units
 from fleet.errors import BikeFleetError
 from rebalancing.plan import CityPlan
 from rebalancing.types import PlanParams
 
-__all__ = ["JobLimits", "JobsFull", "PlanJobs", "ServiceStopped", "route_apart"]
+__all__ = ["JobsFull", "PlanJobs", "ServiceStopped", "route_apart"]
 
 log = logging.getLogger("bikefleet.api")
 
@@ -47,19 +47,6 @@ class JobsFull(Exception):
 class ServiceStopped(BikeFleetError):
     """The service shut down while the job was waiting or routing (its message
     is what the job records)."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobLimits:
-    """How much plan work the service takes on: jobs waiting or running in all
-    (``max_jobs``) and per API key (``max_per_key``), and the largest solve
-    (``max_time_limit_s``) and fleet (``max_trucks``) one job may ask for."""
-
-    max_jobs: int = 4
-    max_per_key: int = 2
-    max_time_limit_s: float = 600.0
-    max_trucks: int = 200
-    retry_after_s: int = 30
 
 
 def _route_child(

@@ -131,7 +131,7 @@ def serve(
     """
     import uvicorn
 
-    from api.jobs import JobLimits
+    from api.limits import JobLimits
     from api.service import create_app
     from api.workers import reuse_port_socket
 

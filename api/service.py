@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import JSONOut, install_error_handlers
-from api.jobs import JobLimits
+from api.limits import CheckLimits, JobLimits
 from api.middleware import Guard
 from api.models import ErrorOut
 from api.routes import keys, ops, parking, plans, reports, rides, zones
@@ -43,6 +43,7 @@ def create_app(
     replica_of: str | None = None,
     ride_window: RideWindow | None = None,
     job_limits: JobLimits | None = None,
+    check_limits: CheckLimits | None = None,
 ) -> FastAPI:
     """The bikefleet HTTP service over the store ``db``.
 
@@ -58,6 +59,7 @@ def create_app(
         replica=replica_of is not None,
         ride_window=ride_window,
         job_limits=job_limits,
+        check_limits=check_limits,
     )
 
     @asynccontextmanager

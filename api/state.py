@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from api.groupcommit import GroupCommit
-from api.jobs import JobLimits, PlanJobs
+from api.jobs import PlanJobs
+from api.limits import CheckLimits, JobLimits
 from api.middleware import Metrics
 from api.models import PlanIn
 from api.usecases.keys import KeyRing
@@ -56,6 +57,7 @@ class Service:
         replica: bool = False,
         ride_window: RideWindow | None = None,
         job_limits: JobLimits | None = None,
+        check_limits: CheckLimits | None = None,
     ) -> None:
         self.db = str(db)
         self.settings = settings
@@ -64,6 +66,7 @@ class Service:
         self.replica = replica
         self.ride_window = ride_window or RideWindow()
         self.job_limits = job_limits or JobLimits()
+        self.check_limits = check_limits or CheckLimits()
         self._bodies: dict[str, PlanIn] = {}
         self.worker = f"replica-{os.getpid()}" if replica else "primary"
         self.snapshot: Path | None = None

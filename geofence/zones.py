@@ -41,9 +41,22 @@ from shapely.geometry import mapping
 from geofence.errors import InvalidZoneError
 from geofence.types import Rule, Zone, ZoneSet
 
-__all__ = ["parse_zones", "shadow_warnings", "to_gbfs_v3"]
+__all__ = [
+    "MAX_ZONES",
+    "MAX_ZONE_VERTICES",
+    "parse_zones",
+    "shadow_warnings",
+    "to_gbfs_v3",
+]
 
 _KIND_RANK = {"no_parking": 0, "parking": 1, "service_area": 2}
+
+#: The largest zone set a document may hold, and the most vertices one zone
+#: may have (all rings): beyond these a document is refused, naming the limit,
+#: before any index is built. A city's parking bays number in the hundreds of
+#: thousands; a zone of 20,000 vertices is a city boundary traced to the metre.
+MAX_ZONES = 250_000
+MAX_ZONE_VERTICES = 20_000
 
 
 def parse_zones(doc: Any) -> ZoneSet:
@@ -108,6 +121,11 @@ def _geometries(items: Sequence[tuple[str, Any]]) -> np.ndarray:
     Structure is checked zone by zone in Python; ranges, closure and validity
     are checked in one vectorised pass, and the geometries are built at once.
     """
+    if len(items) > MAX_ZONES:
+        raise InvalidZoneError(
+            f"{len(items):,} zones in one document, more than the {MAX_ZONES:,} "
+            "a zone set may hold"
+        )
     rings: list[np.ndarray] = []
     ring_n: list[int] = []  # rings per polygon
     poly_n: list[int] = []  # polygons per zone
@@ -137,6 +155,13 @@ def _geometries(items: Sequence[tuple[str, Any]]) -> np.ndarray:
     flat = np.concatenate(rings)
     ring_off = np.r_[0, np.cumsum(sizes)]
     owner = np.asarray(ring_zone)
+    per_zone = np.bincount(owner, weights=sizes, minlength=len(items))
+    if (per_zone > MAX_ZONE_VERTICES).any():
+        zi = int(np.argmax(per_zone > MAX_ZONE_VERTICES))
+        raise InvalidZoneError(
+            f"zone {items[zi][0]}: {int(per_zone[zi]):,} vertices, more than the "
+            f"{MAX_ZONE_VERTICES:,} a zone may have (simplify it)"
+        )
     bad = ~((np.abs(flat[:, 0]) <= 180) & (np.abs(flat[:, 1]) <= 90))  # NaN too
     if bad.any():
         i = int(np.argmax(bad))

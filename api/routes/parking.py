@@ -4,12 +4,12 @@ index in memory, never from the store (``async``: no thread hop)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import orjson
 import polars as pl
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import require, service, zones_or_503
 from api.errors import JSONOut
+from api.limits import CheckLimits
 from api.models import (
     MAX_BATCH,
     BatchPoint,
@@ -135,6 +136,34 @@ def _read_batch(raw: bytes) -> _Batch:
     )
 
 
+def _refuse(field: str, reason: str) -> NoReturn:
+    raise HTTPException(422, [{"field": field, "reason": reason}])
+
+
+def _check_work(b: _Batch, lim: CheckLimits) -> None:
+    if b.nearest and len(b.lat) > lim.max_nearest_points:
+        _refuse(
+            "body.nearest",
+            f"the nearest legal spot is found for at most {lim.max_nearest_points:,} "
+            f"points per batch ({len(b.lat):,} sent): split the batch",
+        )
+    if b.accuracy is None:
+        return
+    acc = [a for a in b.accuracy if a]
+    if len(acc) > lim.max_accuracy_points:
+        _refuse(
+            "body.points",
+            f"at most {lim.max_accuracy_points:,} points with accuracy_m per batch "
+            f"({len(acc):,} sent): split the batch",
+        )
+    for i, a in enumerate(b.accuracy):
+        if a is not None and a > lim.max_accuracy_m:
+            _refuse(
+                f"body.points.{i}.accuracy_m",
+                f"at most {lim.max_accuracy_m:g} m on this service",
+            )
+
+
 @router.post(
     "/v1/parking/check",
     response_model=ParkingDecision,
@@ -142,6 +171,9 @@ def _read_batch(raw: bytes) -> _Batch:
 )
 async def parking_check(q: ParkingQuery, request: Request) -> Response:
     svc = service(request)
+    lim = svc.check_limits
+    if q.accuracy_m is not None and q.accuracy_m > lim.max_accuracy_m:
+        _refuse("body.accuracy_m", f"at most {lim.max_accuracy_m:g} m on this service")
     z = zones_or_503(svc)
     d = z.index.check(q.lat, q.lng, q.accuracy_m, q.vehicle_type)
     svc.metrics.decisions.labels(d.decision).inc()
@@ -176,6 +208,7 @@ async def parking_check_batch(request: Request) -> Response:
     svc = service(request)
     z = zones_or_503(svc)
     b = _read_batch(await request.body())
+    _check_work(b, svc.check_limits)
     df = await run_in_threadpool(
         z.index.check_batch,
         b.lat,

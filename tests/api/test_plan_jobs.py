@@ -14,7 +14,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from api.jobs import STOPPED, JobLimits
+from api.jobs import STOPPED
+from api.limits import JobLimits
 from api.serve_cli import free_port, start_server
 from api.service import create_app
 from api.usecases.store import Store

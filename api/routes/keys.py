@@ -28,6 +28,7 @@ async def post_key(body: KeyIn, request: Request) -> Response:
     key, text = await run_in_threadpool(
         svc.with_store, create_key, body.scopes, body.name
     )
+    svc.keys.forget(key.key_id)  # in case the id was asked for before it existed
     return JSONOut(
         {
             "key_id": key.key_id,

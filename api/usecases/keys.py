@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,12 +131,19 @@ def revoke_key(store: Store, key_id: str) -> bool:
 
 
 class KeyRing:
-    """Checks presented keys against the store, caching rows by key id."""
+    """Checks presented keys against the store, caching rows by key id.
 
-    def __init__(self, store: Store) -> None:
+    Known ids stay cached until ``forget``; unknown ids are remembered too (the
+    most recent ``unknown_max``), so a flood of made-up keys costs no database
+    round trip and no unbounded memory."""
+
+    def __init__(self, store: Store, *, unknown_max: int = 100_000) -> None:
         con = store.con
         self._con = con
         self._cache: dict[str, tuple[str, ApiKey] | None] = {}
+        self._unknown: OrderedDict[str, None] = OrderedDict()
+        self._unknown_max = unknown_max
+        self.lookups = 0  # database round trips (for tests and metrics)
         self._lock = threading.Lock()
         have = con.execute(
             "SELECT count(*) FROM information_schema.tables "
@@ -150,6 +158,8 @@ class KeyRing:
         if len(parts) != 3 or parts[0] != "bf" or len(parts[1]) != 12:
             return None
         key_id, secret = parts[1], parts[2]
+        if key_id in self._unknown:
+            return None
         try:
             row = self._cache[key_id]
         except KeyError:  # not looked up yet, or forgotten meanwhile
@@ -162,12 +172,14 @@ class KeyRing:
         return key
 
     def forget(self, key_id: str) -> None:
-        """Drop a cached key (after it was revoked)."""
+        """Drop what is cached about a key id (after it was revoked or created)."""
         with self._lock:
             self._cache.pop(key_id, None)
+            self._unknown.pop(key_id, None)
 
     def _load(self, key_id: str) -> tuple[str, ApiKey] | None:
         with self._lock:
+            self.lookups += 1
             cur = self._con.cursor()
             try:
                 rows = cur.execute(
@@ -182,6 +194,10 @@ class KeyRing:
                 if rows
                 else None
             )
-            if row is not None:  # unknown ids are not cached: no memory to exhaust
+            if row is not None:
                 self._cache[key_id] = row
+            else:
+                self._unknown[key_id] = None
+                if len(self._unknown) > self._unknown_max:
+                    self._unknown.popitem(last=False)
             return row

@@ -5,6 +5,7 @@ with a 422 naming the field and the limit."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -102,3 +103,25 @@ def test_zone_documents_cap_zones_per_set(client, monkeypatch) -> None:
     )
     r = client.put("/v1/zones", json=three)
     assert r.status_code == 422 and "3 zones in one document" in r.text
+
+
+def test_unknown_key_ids_cost_one_lookup_then_none(tmp_path: Path) -> None:
+    from api.usecases.keys import KeyRing
+    from api.usecases.store import Store
+
+    db = tmp_path / "k.duckdb"
+    keys = make_keys(db)
+    with Store.open(db) as store:
+        ring = KeyRing(store, unknown_max=2)
+        made_up = ["bf_aaaaaaaaaaaa_x", "bf_bbbbbbbbbbbb_x", "bf_cccccccccccc_x"]
+        for _ in range(50):
+            assert ring.authenticate(made_up[0]) is None
+        assert ring.lookups == 1
+        for k in made_up[1:]:  # the oldest unknown id is dropped at the bound
+            ring.authenticate(k)
+        ring.authenticate(made_up[0])
+        assert ring.lookups == 4
+        real = keys["all"]
+        assert ring.authenticate(real) is not None
+        assert ring.authenticate(real) is not None
+        assert ring.lookups == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import subprocess
 import sys
@@ -121,6 +122,17 @@ def serve(
     max_trucks: Annotated[
         int, typer.Option(help="Largest fleet a plan job may ask for.", min=1)
     ] = 200,
+    private_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--private-metrics",
+            help="/metrics only for keys with the scope metrics:read.",
+        ),
+    ] = False,
+    no_docs: Annotated[
+        bool,
+        typer.Option("--no-docs", help="Serve no /docs, /redoc, /openapi.json."),
+    ] = False,
     replica_of: Annotated[
         str | None, typer.Option(hidden=True, help="Internal: run as a replica.")
     ] = None,
@@ -140,8 +152,11 @@ def serve(
             app, loop="uvloop", http="httptools", log_level="warning", access_log=False
         )
 
+    make_app = functools.partial(
+        create_app, public_metrics=not private_metrics, docs=not no_docs
+    )
     if replica_of is not None:  # db is the primary's snapshot folder
-        app = create_app(Path(db or "."), replica_of=replica_of)
+        app = make_app(Path(db or "."), replica_of=replica_of)
         sock = reuse_port_socket(host, port)
         uvicorn.Server(config(app)).run(sockets=[sock])
         return
@@ -154,12 +169,12 @@ def serve(
     )
     if workers == 1:
         sock = _bind(host, port)
-        app = create_app(path, job_limits=limits)
+        app = make_app(path, job_limits=limits)
         out.print(f"bikefleet API on http://{host}:{port} (docs at /docs)")
         uvicorn.Server(config(app)).run(sockets=[sock])
         return
     folder = Path(f"{path}.workers")
-    app = create_app(path, snapshot_dir=folder, job_limits=limits)
+    app = make_app(path, snapshot_dir=folder, job_limits=limits)
     if latest_snapshot(folder) is None:
         raise InvalidConfigError(
             "--workers needs a zone set to share: load one first "
@@ -186,6 +201,8 @@ def serve(
                 str(port),
                 "--replica-of",
                 primary,
+                *(["--private-metrics"] if private_metrics else []),
+                *(["--no-docs"] if no_docs else []),
             ]
         )
         for _ in range(workers - 1)

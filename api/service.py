@@ -44,12 +44,17 @@ def create_app(
     ride_window: RideWindow | None = None,
     job_limits: JobLimits | None = None,
     check_limits: CheckLimits | None = None,
+    public_metrics: bool = True,
+    docs: bool = True,
 ) -> FastAPI:
     """The bikefleet HTTP service over the store ``db``.
 
     ``snapshot_dir``: also publish zone snapshots there for replica workers.
     ``replica_of``: run as a replica of the primary at that URL, ``db`` being
     the primary's snapshot folder (see ``api.workers``).
+    ``public_metrics``: ``/metrics`` answers anyone (else only keys with the
+    scope ``metrics:read``). ``docs``: serve ``/docs``, ``/redoc`` and
+    ``/openapi.json``.
     """
     svc = Service(
         db,
@@ -60,6 +65,7 @@ def create_app(
         ride_window=ride_window,
         job_limits=job_limits,
         check_limits=check_limits,
+        public_metrics=public_metrics,
     )
 
     @asynccontextmanager
@@ -79,6 +85,9 @@ def create_app(
         "plans and emissions reports for dockless shared bikes. Authenticate with "
         "`Authorization: Bearer <key>` (create keys with `bikefleet keys create`).",
         default_response_class=JSONOut,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
         responses={
             401: {"model": ErrorOut, "description": "No or unknown API key"},
             403: {"model": ErrorOut, "description": "The key lacks the scope"},

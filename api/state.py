@@ -58,6 +58,7 @@ class Service:
         ride_window: RideWindow | None = None,
         job_limits: JobLimits | None = None,
         check_limits: CheckLimits | None = None,
+        public_metrics: bool = True,
     ) -> None:
         self.db = str(db)
         self.settings = settings
@@ -67,6 +68,7 @@ class Service:
         self.ride_window = ride_window or RideWindow()
         self.job_limits = job_limits or JobLimits()
         self.check_limits = check_limits or CheckLimits()
+        self.public_metrics = public_metrics
         self._bodies: dict[str, PlanIn] = {}
         self.worker = f"replica-{os.getpid()}" if replica else "primary"
         self.snapshot: Path | None = None

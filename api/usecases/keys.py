@@ -45,6 +45,7 @@ SCOPES = {
     "plans:read": "GET /v1/plans/{job_id}",
     "reports:read": "GET /v1/reports/emissions",
     "keys:admin": "POST /v1/keys, GET /v1/keys, DELETE /v1/keys/{key_id}",
+    "metrics:read": "GET /metrics, when the service runs with --private-metrics",
 }
 
 

@@ -125,3 +125,19 @@ def test_unknown_key_ids_cost_one_lookup_then_none(tmp_path: Path) -> None:
         assert ring.authenticate(real) is not None
         assert ring.authenticate(real) is not None
         assert ring.lookups == 5
+
+
+def test_metrics_can_be_private_and_docs_off(tmp_path: Path) -> None:
+    db = tmp_path / "m.duckdb"
+    keys = make_keys(db)
+    with TestClient(create_app(db, public_metrics=False, docs=False)) as c:
+        assert c.get("/metrics").status_code == 401
+        assert c.get("/metrics", headers=bearer(keys["zones:read"])).status_code == 403
+        r = c.get("/metrics", headers=bearer(keys["metrics:read"]))
+        assert r.status_code == 200 and "bikefleet_http_requests_total" in r.text
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert c.get(path).status_code == 404, path
+        assert c.get("/healthz").status_code == 200
+    with TestClient(create_app(db)) as c:  # the defaults: both public
+        assert c.get("/metrics").status_code == 200
+        assert c.get("/openapi.json").status_code == 200

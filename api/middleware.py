@@ -7,6 +7,7 @@ for paths no route serves.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -94,12 +95,24 @@ def _limit_for(path: str) -> int:
     return DEFAULT_BODY_LIMIT
 
 
-class Guard:
-    """Pure ASGI middleware: body size limits (413) and request metrics."""
+class _SlowBody(Exception):
+    """A request body that did not arrive within the body timeout."""
 
-    def __init__(self, app: Any, metrics: Metrics, worker: str = "primary") -> None:
+
+class Guard:
+    """Pure ASGI middleware: body size limits (413), slow bodies (408: each
+    part of a body must arrive within ``body_timeout_s``) and request metrics."""
+
+    def __init__(
+        self,
+        app: Any,
+        metrics: Metrics,
+        worker: str = "primary",
+        body_timeout_s: float = 30.0,
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.body_timeout_s = body_timeout_s
         self.worker = (b"x-bikefleet-worker", worker.encode())
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -120,17 +133,35 @@ class Guard:
                     self._observe(scope, 413, t0)
                     return
         seen = 0
+        body_done = timed_out = False
+        slow = {
+            "error": "request_timeout",
+            "detail": "the request body did not arrive within "
+            f"{self.body_timeout_s:g} s",
+        }
 
         async def counted() -> Any:
-            nonlocal seen
-            msg = await receive()
+            nonlocal seen, body_done, timed_out
+            if body_done:  # afterwards the app only waits for a disconnect
+                return await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                timed_out = True  # whatever the app answers, the client gets 408
+                raise _SlowBody from None
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
+                body_done = not msg.get("more_body", False)
                 if seen > limit:
                     raise _TooLarge(limit)
             return msg
 
         async def sending(msg: dict[str, Any]) -> None:
+            if timed_out:
+                if msg["type"] == "http.response.start" and not status["started"]:
+                    status["code"], status["started"] = 408, True
+                    await _send_json(send, 408, slow)
+                return
             if msg["type"] == "http.response.start":
                 status["code"] = msg["status"]
                 status["started"] = True
@@ -143,6 +174,10 @@ class Guard:
             if not status["started"]:
                 await _send_json(send, 413, _too_large(limit))
                 status["code"] = 413
+        except _SlowBody:
+            if not status["started"]:
+                await _send_json(send, 408, slow)
+                status["code"] = 408
         self._observe(scope, int(status["code"]), t0)
 
     def _observe(self, scope: dict[str, Any], code: int, t0: float) -> None:

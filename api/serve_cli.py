@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -129,6 +130,12 @@ def serve(
             help="/metrics only for keys with the scope metrics:read.",
         ),
     ] = False,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a part of a request body may take (else 408).", min=0.1
+        ),
+    ] = 30.0,
     no_docs: Annotated[
         bool,
         typer.Option("--no-docs", help="Serve no /docs, /redoc, /openapi.json."),
@@ -153,7 +160,10 @@ def serve(
         )
 
     make_app = functools.partial(
-        create_app, public_metrics=not private_metrics, docs=not no_docs
+        create_app,
+        public_metrics=not private_metrics,
+        docs=not no_docs,
+        body_timeout_s=body_timeout,
     )
     if replica_of is not None:  # db is the primary's snapshot folder
         app = make_app(Path(db or "."), replica_of=replica_of)
@@ -203,6 +213,8 @@ def serve(
                 primary,
                 *(["--private-metrics"] if private_metrics else []),
                 *(["--no-docs"] if no_docs else []),
+                "--body-timeout",
+                str(body_timeout),
             ]
         )
         for _ in range(workers - 1)
@@ -247,6 +259,7 @@ def start_server(
     *,
     timeout_s: float = 60.0,
     workers: int = 1,
+    extra: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """Start ``bikefleet serve`` as a child process on 127.0.0.1 and wait until
     /healthz answers (tests and benchmarks use it); raise if it dies first."""
@@ -264,6 +277,7 @@ def start_server(
             str(port),
             "--workers",
             str(workers),
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -46,6 +46,7 @@ def create_app(
     check_limits: CheckLimits | None = None,
     public_metrics: bool = True,
     docs: bool = True,
+    body_timeout_s: float = 30.0,
 ) -> FastAPI:
     """The bikefleet HTTP service over the store ``db``.
 
@@ -54,7 +55,8 @@ def create_app(
     the primary's snapshot folder (see ``api.workers``).
     ``public_metrics``: ``/metrics`` answers anyone (else only keys with the
     scope ``metrics:read``). ``docs``: serve ``/docs``, ``/redoc`` and
-    ``/openapi.json``.
+    ``/openapi.json``. ``body_timeout_s``: a request body part that takes
+    longer is answered 408 (slow clients hold no worker for long).
     """
     svc = Service(
         db,
@@ -98,7 +100,9 @@ def create_app(
     app.state.svc = svc
     if replica_of is not None:
         app.add_middleware(Forward, primary=replica_of)
-    app.add_middleware(Guard, metrics=svc.metrics, worker=svc.worker)
+    app.add_middleware(
+        Guard, metrics=svc.metrics, worker=svc.worker, body_timeout_s=body_timeout_s
+    )
     install_error_handlers(app)
     for module in (ops, parking, zones, rides, plans, reports, keys):
         app.include_router(module.router)

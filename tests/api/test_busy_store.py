@@ -38,3 +38,29 @@ def test_a_command_beside_a_running_service_names_it(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_slow_body_is_cut_off_with_408(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    db = tmp_path / "slow.duckdb"
+    Store.open(db, create=True).close()
+    port = free_port()
+    proc = start_server(str(db), port, extra=["--body-timeout", "1"])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(
+                b"POST /v1/rides HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Authorization: Bearer bf_aaaaaaaaaaaa_x\r\n"
+                b"Content-Length: 100\r\n\r\n{"
+            )
+            t0 = time.monotonic()
+            answer = s.recv(4096).decode()
+            waited = time.monotonic() - t0
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert "did not arrive within 1 s" in answer and waited < 9
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

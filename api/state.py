@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
+import shutil
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,6 +66,7 @@ class Service:
         self.db = str(db)
         self.settings = settings
         self.scratch = scratch
+        self._renderer: ProcessPoolExecutor | None = None
         self.snapshot_dir = snapshot_dir
         self.replica = replica
         self.ride_window = ride_window or RideWindow()
@@ -161,17 +165,29 @@ class Service:
         )
         # Its own connection: a job outlives requests, and a shutdown closes
         # the service's connection without waiting for it.
-        with Store.open(self.db) as store:
-            run_plan_job(
-                store,
-                job_id,
-                city=body.city,
-                date=body.date,
-                params=params,
-                res=DEFAULT_RES,
-                out_dir=self.scratch / "plans" / job_id,
-                router=router,
+        out_dir = self.scratch / "plans" / job_id
+        try:
+            with Store.open(self.db) as store:
+                run_plan_job(
+                    store,
+                    job_id,
+                    city=body.city,
+                    date=body.date,
+                    params=params,
+                    res=DEFAULT_RES,
+                    out_dir=out_dir,
+                    router=router,
+                )
+        finally:  # the API serves the plan from the store, not from these files
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+    def renderer(self) -> ProcessPoolExecutor:
+        """A child process that renders report files (started on first use)."""
+        if self._renderer is None:
+            self._renderer = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn")
             )
+        return self._renderer
 
     def _fail_plans(self, job_ids: list[str], reason: str) -> None:
         with Store.open(self.db) as store:
@@ -204,5 +220,8 @@ class Service:
         if self._store is None:
             return
         self.plans.close()
+        if self._renderer is not None:
+            self._renderer.shutdown(wait=False, cancel_futures=True)
+            self._renderer = None
         self._store.close()
         self._store = None

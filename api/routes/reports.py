@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import shutil
 import uuid
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import require, service
@@ -42,13 +44,24 @@ async def get_emissions_report(
     if date_to < date_from:
         raise HTTPException(422, "`to` is before `from`")
 
-    def work() -> Path:
-        rep = svc.with_store(
-            emissions_report, svc.settings, start=date_from, end=date_to, city=city
-        )
-        name = f"emissions_{date_from}_{date_to}.{format}"
-        path = svc.scratch / "reports" / uuid.uuid4().hex / name
-        return write_report(rep, format, path)
-
-    path = await run_in_threadpool(work)
-    return FileResponse(path, media_type=REPORT_TYPES[format], filename=path.name)
+    rep = await run_in_threadpool(
+        svc.with_store,
+        emissions_report,
+        svc.settings,
+        start=date_from,
+        end=date_to,
+        city=city,
+    )
+    name = f"emissions_{date_from}_{date_to}.{format}"
+    folder = svc.scratch / "reports" / uuid.uuid4().hex
+    # Rendering (PDF, XLSX) holds the GIL for a while: it runs in a child
+    # process, and the file is deleted once it has been sent.
+    path = await asyncio.wrap_future(
+        svc.renderer().submit(write_report, rep, format, folder / name)
+    )
+    return FileResponse(
+        path,
+        media_type=REPORT_TYPES[format],
+        filename=path.name,
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )

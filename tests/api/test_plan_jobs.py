@@ -177,3 +177,29 @@ def _children(pid: int, marker: str) -> list[int]:
         if int(fields[1]) == pid and marker.encode() in cmd:
             out.append(int(stat.parent.name))
     return out
+
+
+def test_files_the_service_wrote_are_gone_once_served(
+    city_db: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    db = _copy(city_db, tmp_path)
+    keys = make_keys(db)
+    h = bearer(keys["all"])
+    work = tmp_path / "work"
+    with TestClient(create_app(db, work_dir=work)) as client:
+        r = client.post("/v1/plans", json={"trucks": 2, "time_limit_s": 1}, headers=h)
+        job = r.json()["job_id"]
+        for _ in range(400):
+            if _status(client.get, job, h) in ("done", "failed"):
+                break
+            time.sleep(0.1)
+        assert _status(client.get, job, h) == "done"
+        for fmt, magic in (("pdf", b"%PDF"), ("csv", b"")):
+            rep = client.get(
+                f"/v1/reports/emissions?from=2026-01-01&to=2026-01-31&format={fmt}",
+                headers=h,
+            )
+            assert rep.status_code == 200 and rep.content.startswith(magic)
+        left = [p for p in work.rglob("*") if p.is_file()]
+    assert left == [], left

@@ -317,9 +317,7 @@ def credit_trips(
 
     def work() -> CreditSummary:
         todo = _undecided(con, trips)
-        decided = assess(
-            todo, settings, _prior_counts(con, todo, settings.timezones)
-        )
+        decided = assess(todo, settings, _prior_counts(con, todo, settings.timezones))
         ok = decided.filter(pl.col("reason").is_null())
         entries = ok.select(
             "rider_id",

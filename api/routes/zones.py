@@ -48,7 +48,7 @@ async def put_zones(request: Request) -> Response:
 async def gbfs_zones(request: Request) -> Response:
     z = zones_or_503(service(request))
     return Response(
-        z.gbfs,
+        await run_in_threadpool(z.gbfs),
         media_type="application/json",
         headers={"Cache-Control": f"max-age={GBFS_TTL_S}"},
     )

@@ -7,9 +7,10 @@ import datetime as dt
 import gc
 import multiprocessing
 import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +66,26 @@ STAGE_IN_CHILD_BYTES = 1_000_000
 @dataclass(frozen=True, slots=True)
 class ZoneState:
     """Everything about the zone set in service, swapped as one reference:
-    the index of the zones active now, the set's description, its GBFS feed."""
+    the index of the zones active now, the set's description, its GBFS feed
+    (rendered on first request: for 100,000 zones it takes seconds that a
+    service start or a swap should not wait for)."""
 
     active: ActiveIndex
     info: dict[str, Any]
-    gbfs: bytes
+    _gbfs: list[bytes] = field(default_factory=list)
+    _gbfs_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def gbfs(self) -> bytes:
+        """The set as a GBFS v3.0 ``geofencing_zones.json`` document."""
+        with self._gbfs_lock:
+            if not self._gbfs:
+                doc = to_gbfs_v3(
+                    self.active.zone_set,
+                    last_updated=self.info["loaded_at"],
+                    ttl_s=GBFS_TTL_S,
+                )
+                self._gbfs.append(orjson.dumps(doc))
+            return self._gbfs[0]
 
     @property
     def version(self) -> int:
@@ -101,11 +117,10 @@ def zone_state(
         "by_kind": kinds,
         "warnings": list(info["warnings"] or []),
     }
-    doc = to_gbfs_v3(zs, last_updated=info["loaded_at"], ttl_s=GBFS_TTL_S)
     active = ActiveIndex(zs, clock=clock)
     gc.collect()
     gc.freeze()  # the index is long-lived: keep the collector off its objects
-    return ZoneState(active, info, orjson.dumps(doc))
+    return ZoneState(active, info)
 
 
 def _file_name(source: str) -> str:

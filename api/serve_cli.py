@@ -164,6 +164,7 @@ def serve(
         public_metrics=not private_metrics,
         docs=not no_docs,
         body_timeout_s=body_timeout,
+        prewarm=True,
     )
     if replica_of is not None:  # db is the primary's snapshot folder
         app = make_app(Path(db or "."), replica_of=replica_of)

@@ -47,6 +47,7 @@ def create_app(
     public_metrics: bool = True,
     docs: bool = True,
     body_timeout_s: float = 30.0,
+    prewarm: bool = False,
 ) -> FastAPI:
     """The bikefleet HTTP service over the store ``db``.
 
@@ -57,6 +58,8 @@ def create_app(
     scope ``metrics:read``). ``docs``: serve ``/docs``, ``/redoc`` and
     ``/openapi.json``. ``body_timeout_s``: a request body part that takes
     longer is answered 408 (slow clients hold no worker for long).
+    ``prewarm``: start the helper process (large zone documents, report
+    files) with the service rather than on first use (``bikefleet serve``).
     """
     svc = Service(
         db,
@@ -68,6 +71,7 @@ def create_app(
         job_limits=job_limits,
         check_limits=check_limits,
         public_metrics=public_metrics,
+        prewarm=prewarm,
     )
 
     @asynccontextmanager

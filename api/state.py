@@ -62,17 +62,19 @@ class Service:
         job_limits: JobLimits | None = None,
         check_limits: CheckLimits | None = None,
         public_metrics: bool = True,
+        prewarm: bool = False,
     ) -> None:
         self.db = str(db)
         self.settings = settings
         self.scratch = scratch
-        self._renderer: ProcessPoolExecutor | None = None
+        self._helper: ProcessPoolExecutor | None = None
         self.snapshot_dir = snapshot_dir
         self.replica = replica
         self.ride_window = ride_window or RideWindow()
         self.job_limits = job_limits or JobLimits()
         self.check_limits = check_limits or CheckLimits()
         self.public_metrics = public_metrics
+        self.prewarm = prewarm
         self._bodies: dict[str, PlanIn] = {}
         self.worker = f"replica-{os.getpid()}" if replica else "primary"
         self.snapshot: Path | None = None
@@ -109,6 +111,8 @@ class Service:
         ):
             self._swap(state)
         self.publish()
+        if self.prewarm and not self.replica:
+            self.helper().submit(_warm_helper)
 
     def _count_group(self, rides: int) -> None:
         self.metrics.ride_groups.inc()
@@ -141,7 +145,9 @@ class Service:
         """Store a zone document, index it, swap it in, publish it."""
 
         def work(store: Store) -> ZoneState:
-            version = load_zone_document(store, raw, source="PUT /v1/zones")
+            version = load_zone_document(
+                store, raw, source="PUT /v1/zones", pool=self.helper()
+            )
             state = zone_state(store, version)
             assert state is not None
             return state
@@ -181,13 +187,15 @@ class Service:
         finally:  # the API serves the plan from the store, not from these files
             shutil.rmtree(out_dir, ignore_errors=True)
 
-    def renderer(self) -> ProcessPoolExecutor:
-        """A child process that renders report files (started on first use)."""
-        if self._renderer is None:
-            self._renderer = ProcessPoolExecutor(
+    def helper(self) -> ProcessPoolExecutor:
+        """A child process for work that would hold the GIL for seconds:
+        report files, and parsing large zone documents (started with the
+        service, so its imports are paid before the first request needs it)."""
+        if self._helper is None:
+            self._helper = ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn")
             )
-        return self._renderer
+        return self._helper
 
     def _fail_plans(self, job_ids: list[str], reason: str) -> None:
         with Store.open(self.db) as store:
@@ -220,8 +228,14 @@ class Service:
         if self._store is None:
             return
         self.plans.close()
-        if self._renderer is not None:
-            self._renderer.shutdown(wait=False, cancel_futures=True)
-            self._renderer = None
+        if self._helper is not None:
+            self._helper.shutdown(wait=False, cancel_futures=True)
+            self._helper = None
         self._store.close()
         self._store = None
+
+
+def _warm_helper() -> None:
+    """Import what the helper process runs, before a request waits for it."""
+    import api.usecases.zones  # noqa: F401
+    import emissions.render  # noqa: F401

@@ -57,7 +57,7 @@ async def get_emissions_report(
     # Rendering (PDF, XLSX) holds the GIL for a while: it runs in a child
     # process, and the file is deleted once it has been sent.
     path = await asyncio.wrap_future(
-        svc.renderer().submit(write_report, rep, format, folder / name)
+        svc.helper().submit(write_report, rep, format, folder / name)
     )
     return FileResponse(
         path,

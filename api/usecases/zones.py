@@ -9,7 +9,7 @@ import multiprocessing
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,22 +135,29 @@ def load_zone_file(store: Store, file: Path) -> tuple[int, ZoneSet]:
     return version, zs
 
 
-def load_zone_document(store: Store, raw: bytes, *, source: str) -> int:
+def load_zone_document(
+    store: Store, raw: bytes, *, source: str, pool: Executor | None = None
+) -> int:
     """Validate and store a zone document as the new active set; its version.
 
     Parsing a large document holds the GIL for seconds (``orjson.loads`` of a
     41 MB feed: 1.7 s in one call), which would stall a server's parking
     checks, so documents over ``STAGE_IN_CHILD_BYTES`` are parsed and validated
     in a child process into a staging store, then copied in one transaction.
+    ``pool``: a process pool to stage in (the service keeps one warm); default
+    a new child process.
     """
     if len(raw) <= STAGE_IN_CHILD_BYTES:
         zs, sha = parse_zone_bytes(raw, source=source)
         return save_zone_set(store.con, zs, source=source, sha256=sha)
     with tempfile.TemporaryDirectory(prefix="bikefleet-zones-") as tmp:
         staged = str(Path(tmp) / "staged.duckdb")
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        if pool is not None:
             pool.submit(stage_zone_document, raw, staged, source).result()
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(1, mp_context=ctx) as own:
+                own.submit(stage_zone_document, raw, staged, source).result()
         return copy_zone_set(store.con, staged)
 
 

@@ -144,8 +144,9 @@ class Guard:
             nonlocal seen, body_done, timed_out
             if body_done:  # afterwards the app only waits for a disconnect
                 return await receive()
-            try:
-                msg = await asyncio.wait_for(receive(), self.body_timeout_s)
+            try:  # asyncio.timeout: a timer handle, no task per read
+                async with asyncio.timeout(self.body_timeout_s):
+                    msg = await receive()
             except TimeoutError:
                 timed_out = True  # whatever the app answers, the client gets 408
                 raise _SlowBody from None

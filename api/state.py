@@ -33,6 +33,7 @@ from api.usecases.zones import ZoneState, load_zone_document, zone_state
 from emissions.types import Settings
 from fleet.cells import DEFAULT_RES
 from geofence.errors import NoZonesError
+from geofence.store import active_version
 from rebalancing.types import PlanParams
 
 __all__ = ["Service"]
@@ -212,14 +213,18 @@ class Service:
         if path is None or path == self.snapshot:
             return False
         store = Store.open_snapshot(path)
-        state = zone_state(store)
-        if state is None:
+        version = active_version(store.con)
+        same = self.zones is not None and version == self.zones.version
+        # A new snapshot of the same zone set carries new keys only: no rebuild.
+        state = None if same else zone_state(store)
+        if state is None and not same:
             store.close()
             return False
         keys = KeyRing(store)
         old, self._store, self.snapshot = self._store, store, path
         self.keys = keys  # one reference assignment
-        self._swap(state)
+        if state is not None:
+            self._swap(state)
         if old is not None:
             old.close()
         return True

@@ -29,6 +29,7 @@ async def post_key(body: KeyIn, request: Request) -> Response:
         svc.with_store, create_key, body.scopes, body.name
     )
     svc.keys.forget(key.key_id)  # in case the id was asked for before it existed
+    await run_in_threadpool(svc.publish)  # replicas learn it within a second
     return JSONOut(
         {
             "key_id": key.key_id,
@@ -53,4 +54,5 @@ async def delete_key(key_id: str, request: Request) -> Response:
         raise HTTPException(404, f"no API key with id {key_id!r}")
     changed = await run_in_threadpool(svc.with_store, revoke_key, key_id)
     svc.keys.forget(key_id)
+    await run_in_threadpool(svc.publish)  # replicas refuse it within a second
     return JSONOut({"key_id": key_id, "revoked": True, "changed": changed})

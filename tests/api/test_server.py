@@ -155,3 +155,53 @@ def test_two_workers_share_the_port_and_follow_zone_swaps(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_keys_created_and_revoked_over_http_reach_every_worker(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # Before: a key revoked through the primary kept working on the replicas
+    # (they only learned of keys with the next zone swap).
+    db = tmp_path_factory.mktemp("keys") / "k.duckdb"
+    load_zones(db, zones_doc())
+    keys = make_keys(db)
+    port = free_port()
+    proc = start_server(str(db), port, workers=2)
+    base = f"http://127.0.0.1:{port}"
+    lat, lng = INSIDE_NO_PARKING
+
+    def answers(key: str, n: int = 30) -> dict[str, set[int]]:
+        """Status codes per worker (a new connection each time)."""
+        out: dict[str, set[int]] = {}
+        for _ in range(n):
+            r = httpx.post(
+                base + "/v1/parking/check",
+                json={"lat": lat, "lng": lng},
+                headers=bearer(key),
+            )
+            out.setdefault(r.headers["x-bikefleet-worker"], set()).add(r.status_code)
+        return out
+
+    def settles(key: str, want: int) -> None:
+        deadline = time.monotonic() + 5
+        while True:
+            got = answers(key)
+            if len(got) == 2 and all(codes == {want} for codes in got.values()):
+                return
+            assert time.monotonic() < deadline, got
+            time.sleep(0.2)
+
+    try:
+        admin = bearer(keys["keys:admin"])
+        r = httpx.post(
+            base + "/v1/keys", json={"scopes": ["parking:check"]}, headers=admin
+        )
+        assert r.status_code == 201, r.text
+        new = r.json()
+        settles(new["key"], 200)
+        r = httpx.delete(f"{base}/v1/keys/{new['key_id']}", headers=admin)
+        assert r.status_code == 200 and r.json()["changed"] is True
+        settles(new["key"], 401)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -57,10 +57,16 @@ def test_a_slow_body_is_cut_off_with_408(tmp_path: Path) -> None:
                 b"Content-Length: 100\r\n\r\n{"
             )
             t0 = time.monotonic()
-            answer = s.recv(4096).decode()
+            got = b""
+            while not got.endswith(b"}"):  # head and body may come apart
+                part = s.recv(4096)
+                if not part:
+                    break
+                got += part
+            answer = got.decode()
             waited = time.monotonic() - t0
         assert answer.startswith("HTTP/1.1 408"), answer
-        assert "did not arrive within 1 s" in answer and waited < 9
+        assert "did not arrive within 1 s" in answer and waited < 20
     finally:
         proc.terminate()
         proc.wait(timeout=30)

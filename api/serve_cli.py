@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import socket
 import subprocess
 import sys
@@ -261,11 +262,15 @@ def start_server(
     timeout_s: float = 60.0,
     workers: int = 1,
     extra: Sequence[str] = (),
+    code: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``bikefleet serve`` as a child process on 127.0.0.1 and wait until
-    /healthz answers (tests and benchmarks use it); raise if it dies first."""
+    /healthz answers (tests and benchmarks use it); raise if it dies first.
+    ``code``: run the server from that source tree instead (a benchmark's
+    baseline revision, checked out elsewhere)."""
     import httpx
 
+    env = None if code is None else dict(os.environ, PYTHONPATH=str(code))
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -280,6 +285,8 @@ def start_server(
             str(workers),
             *extra,
         ],
+        cwd=code,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

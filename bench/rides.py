@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
@@ -39,11 +39,19 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import httpx  # noqa: E402
 
-from api.serve_cli import free_port  # noqa: E402
+from api.serve_cli import free_port, start_server  # noqa: E402
 from api.usecases.keys import create_key  # noqa: E402
 from api.usecases.store import Store  # noqa: E402
 
 OUT = _HERE / "out"
+
+# bench/api.py's wrk runner and its parsing of wrk's report (loaded by path:
+# this folder is off sys.path, so that bench/api.py does not shadow the api
+# package).
+_spec = importlib.util.spec_from_file_location("bench_api", _HERE / "api.py")
+assert _spec is not None and _spec.loader is not None
+_api_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_api_bench)
 
 LUA = """
 local n = 0
@@ -75,40 +83,6 @@ def _ride(trip_id: str, rider: str, t0: dt.datetime) -> dict[str, object]:
     }
 
 
-def _start(db: Path, port: int, code: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(code))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "serve",
-            "--db",
-            str(db),
-            "--port",
-            str(port),
-        ],
-        cwd=code,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        try:
-            if (
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code
-                == 200
-            ):
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"server from {code} did not start")
-
-
 def _wrk(
     port: int, key: str, seconds: int, connections: int, work: Path
 ) -> dict[str, float]:
@@ -116,32 +90,14 @@ def _wrk(
     template = json.dumps(_ride("W%d", "R%d", t0))
     lua = work / "rides.lua"
     lua.write_text(LUA % {"key": key, "template": template.replace("'", "\\'")})
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(lua),
-            f"http://127.0.0.1:{port}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    pct = {
-        m.group(1): _ms(m.group(2), m.group(3))
-        for m in re.finditer(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", out)
-    }
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r = _api_bench.wrk(
+        lua, f"http://127.0.0.1:{port}", seconds=seconds, connections=connections
+    )
     return {
-        "rides_per_s": round(rate, 1),
-        "p50_ms": pct.get("50", float("nan")),
-        "p99_ms": pct.get("99", float("nan")),
-        "non_2xx": int(bad.group(1)) if bad else 0,
+        "rides_per_s": round(r["rps"], 1),
+        "p50_ms": round(r["p50_ms"], 2),
+        "p99_ms": round(r["p99_ms"], 2),
+        "non_2xx": r["non_2xx"],
     }
 
 
@@ -162,10 +118,6 @@ def _per_group(port: int) -> float:
         / float(got["bikefleet_ride_groups_total"]),
         1,
     )
-
-
-def _ms(v: str, unit: str) -> float:
-    return round(float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 2)
 
 
 def _batches(port: int, key: str) -> float:
@@ -194,7 +146,7 @@ def run(
     with Store.open(db, create=True) as store:
         key = create_key(store, ["rides:write"], "bench")[1]
     port = free_port()
-    proc = _start(db, port, code)
+    proc = start_server(str(db), port, code=code)
     try:
         single = _wrk(port, key, args.seconds, args.connections, work)
         single["rides_per_commit"] = _per_group(port)

@@ -40,7 +40,7 @@ import polars as pl
 from emissions.credit import assess, local_date_expr
 from emissions.errors import InsufficientPointsError, UnknownTripError
 from emissions.types import POLLUTANTS, Settings
-from fleet.store import query_frame, transaction
+from fleet.db import Db
 
 __all__ = [
     "LEDGER_SCHEMA_SQL",
@@ -122,29 +122,16 @@ _LEDGER_SCHEMA: dict[str, Any] = {
     "created_at": pl.Datetime("us", "UTC"),
 }
 
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
+_schema_guard = threading.Lock()
 
 
-def _store_key(con: duckdb.DuckDBPyConnection) -> str:
-    rows = con.execute(
-        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchall()
-    return rows[0][0] if rows and rows[0][0] else f"mem:{id(con)}"
-
-
-def _lock(con: duckdb.DuckDBPyConnection) -> threading.Lock:
-    """One writer lock per store file (per connection for in-memory stores)."""
-    key = _store_key(con)
-    with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
-
-
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the ledger tables if needed (under the writer lock: concurrent
-    CREATEs on one store conflict in DuckDB's catalog)."""
-    with _lock(con):
-        con.execute(LEDGER_SCHEMA_SQL)
+def ensure_schema(con: Db) -> None:
+    """Create the ledger tables of a DuckDB store if needed (one thread at a
+    time: concurrent CREATEs on one store conflict in DuckDB's catalog). A
+    PostgreSQL store has them from its migrations."""
+    if con.dialect == "duckdb":
+        with _schema_guard:
+            con.script(LEDGER_SCHEMA_SQL)
 
 
 def _payload_sql() -> str:
@@ -163,6 +150,20 @@ def _payload_sql() -> str:
 PAYLOAD_SQL = _payload_sql()
 
 
+def _payloads(chunk: pl.DataFrame) -> list[str]:
+    """Each entry's canonical string, computed by an in-memory DuckDB whatever
+    the store: writing and verifying hash the same bytes on either backend."""
+    mem = duckdb.connect()
+    try:
+        mem.register("_ledger_rows", chunk.to_arrow())
+        rows = mem.execute(
+            f"SELECT {PAYLOAD_SQL} FROM _ledger_rows ORDER BY entry_id"
+        ).fetchall()
+    finally:
+        mem.close()
+    return [r[0] for r in rows]
+
+
 def _chain(prev: str, payloads: list[str]) -> list[str]:
     out: list[str] = []
     sha = hashlib.sha256
@@ -172,17 +173,17 @@ def _chain(prev: str, payloads: list[str]) -> list[str]:
     return out
 
 
-def _head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
+def _head(con: Db) -> tuple[int, str]:
     rows = con.execute(
         "SELECT entry_id, hash FROM ledger ORDER BY entry_id DESC LIMIT 1"
-    ).fetchall()
+    )
     return (int(rows[0][0]), str(rows[0][1])) if rows else (0, GENESIS)
 
 
 _CHUNK = 250_000
 
 
-def _append(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame) -> pl.DataFrame:
+def _append(con: Db, entries: pl.DataFrame) -> pl.DataFrame:
     """Number, chain and insert entries (inside the caller's transaction).
 
     Works in chunks so that the payload strings and hashes of a large batch
@@ -199,47 +200,32 @@ def _append(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame) -> pl.DataFra
     first: pl.DataFrame | None = None
     for off in range(0, framed.height, _CHUNK):
         chunk = framed.slice(off, _CHUNK)
-        con.register("_ledger_rows", chunk.to_arrow())
-        try:
-            payloads = [
-                r[0]
-                for r in con.execute(
-                    f"SELECT {PAYLOAD_SQL} FROM _ledger_rows ORDER BY entry_id"
-                ).fetchall()
-            ]
-            hashes = _chain(prev, payloads)
-            del payloads
-            chunk = chunk.with_columns(
-                pl.Series("prev_hash", [prev, *hashes[:-1]], pl.String),
-                pl.Series("hash", hashes, pl.String),
-            )
-            prev = hashes[-1]
-            con.unregister("_ledger_rows")
-            con.register("_ledger_rows", chunk.to_arrow())
-            con.execute(
-                f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
-                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM _ledger_rows"
-            )
-        finally:
-            con.unregister("_ledger_rows")
+        hashes = _chain(prev, _payloads(chunk))
+        chunk = chunk.with_columns(
+            pl.Series("prev_hash", [prev, *hashes[:-1]], pl.String),
+            pl.Series("hash", hashes, pl.String),
+        )
+        prev = hashes[-1]
+        con.insert("ledger", chunk, LEDGER_COLUMNS)
         if first is None:
             first = chunk
     assert first is not None
     return first
 
 
-def _write(con: duckdb.DuckDBPyConnection, work: Callable[[], Any]) -> Any:
-    """Run ``work`` in one transaction under the store's writer lock; retry a
-    lost race with another connection a few times."""
+def _write(con: Db, work: Callable[[], Any]) -> Any:
+    """Run ``work`` in one transaction as the ledger's only writer (a thread
+    lock on DuckDB; a transaction-scoped advisory lock on PostgreSQL, so every
+    process of the store appends to one chain in turn); retry a lost race with
+    a connection that wrote without the lock a few times."""
     ensure_schema(con)
-    with _lock(con):
-        for attempt in range(5):
-            try:
-                with transaction(con):
-                    return work()
-            except (duckdb.TransactionException, duckdb.ConstraintException):
-                if attempt == 4:
-                    raise
+    for attempt in range(5):
+        try:
+            with con.writer("ledger"):
+                return work()
+        except con.conflicts:
+            if attempt == 4:
+                raise
     raise AssertionError("unreachable")
 
 
@@ -255,7 +241,7 @@ class CreditSummary:
 
 
 def _prior_counts(
-    con: duckdb.DuckDBPyConnection, todo: pl.DataFrame, timezones: Mapping[str, str]
+    con: Db, todo: pl.DataFrame, timezones: Mapping[str, str]
 ) -> pl.DataFrame | None:
     """Credited rides already in the ledger per rider and local day, for the
     riders and days of ``todo``. Only ledger rows that start within a day of
@@ -267,17 +253,13 @@ def _prior_counts(
     day = dt.timedelta(days=1)
     assert isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime)
     riders = todo["rider_id"].unique()
-    con.register("_riders", pl.DataFrame({"rider_id": riders}).to_arrow())
-    try:
-        rows = query_frame(
-            con,
+    with con.scratch("_riders", pl.DataFrame({"rider_id": riders})):
+        rows = con.frame(
             "SELECT l.rider_id, l.city, l.ride_started_at AS started_at "
             "FROM ledger l JOIN _riders USING (rider_id) WHERE l.kind = 'credit' "
             "AND l.ride_started_at >= ? AND l.ride_started_at < ?",
             [lo - day, hi + day],
         )
-    finally:
-        con.unregister("_riders")
     if rows.height == 0:
         return None
     local = rows.select(
@@ -289,27 +271,21 @@ def _prior_counts(
     )
 
 
-def _undecided(con: duckdb.DuckDBPyConnection, trips: pl.DataFrame) -> pl.DataFrame:
+def _undecided(con: Db, trips: pl.DataFrame) -> pl.DataFrame:
     """Trips with neither a credit nor an exclusion yet (first of duplicates)."""
     trips = trips.unique("trip_id", keep="first", maintain_order=True)
-    con.register("_ids", trips.select("trip_id").to_arrow())
-    try:
-        done = query_frame(
-            con,
+    with con.scratch("_ids", trips.select("trip_id")):
+        done = con.frame(
             "SELECT trip_id FROM _ids WHERE trip_id IN "
             "(SELECT trip_id FROM ledger WHERE kind = 'credit') "
             "OR trip_id IN (SELECT trip_id FROM credit_exclusions)",
         )
-    finally:
-        con.unregister("_ids")
     if done.height == 0:
         return trips
     return trips.join(done, on="trip_id", how="anti")
 
 
-def credit_trips(
-    con: duckdb.DuckDBPyConnection, trips: pl.DataFrame, settings: Settings
-) -> CreditSummary:
+def credit_trips(con: Db, trips: pl.DataFrame, settings: Settings) -> CreditSummary:
     """Credit every ride of ``trips`` not decided yet, in one transaction.
 
     Rides already credited or excluded are skipped (idempotent on trip id).
@@ -347,11 +323,7 @@ def credit_trips(
                 pl.lit(settings.rules.version).alias("rule_version"),
                 pl.lit(dt.datetime.now(dt.UTC)).alias("created_at"),
             )
-            con.register("_excl", rows.to_arrow())
-            try:
-                con.execute("INSERT INTO credit_exclusions SELECT * FROM _excl")
-            finally:
-                con.unregister("_excl")
+            con.insert("credit_exclusions", rows)
         by_reason = excluded.group_by("reason").len().sort("reason")
         return CreditSummary(
             considered=decided.height,
@@ -366,7 +338,7 @@ def credit_trips(
 
 
 def credit_store(
-    con: duckdb.DuckDBPyConnection,
+    con: Db,
     settings: Settings,
     *,
     city: str | None = None,
@@ -378,8 +350,7 @@ def credit_store(
     ensure_schema(con)
     where = "WHERE city = ?" if city else ""
     params: list[object] = [city] if city else []
-    pending = query_frame(
-        con,
+    pending = con.frame(
         "SELECT CAST(started_at AS DATE) AS day, count(*) AS n FROM trips t "
         f"{where} {'AND' if city else 'WHERE'} NOT EXISTS "
         "(SELECT 1 FROM ledger l WHERE l.trip_id = t.trip_id AND l.kind = 'credit') "
@@ -402,8 +373,7 @@ def credit_store(
     summaries: list[CreditSummary] = []
     for days in groups:
         cond = "CAST(started_at AS DATE) BETWEEN ? AND ?"
-        trips = query_frame(
-            con,
+        trips = con.frame(
             f"SELECT * FROM trips WHERE {cond}" + (" AND city = ?" if city else ""),
             [days[0], days[-1], *params],
         )
@@ -425,13 +395,11 @@ def credit_store(
     )
 
 
-def trip_decision(
-    con: duckdb.DuckDBPyConnection, trip_id: str
-) -> dict[str, Any] | None:
+def trip_decision(con: Db, trip_id: str) -> dict[str, Any] | None:
     """The ledger credit (with its reversal, if any) or the exclusion of a trip."""
     ensure_schema(con)
-    entries = query_frame(
-        con, "SELECT * FROM ledger WHERE trip_id = ? ORDER BY entry_id", [trip_id]
+    entries = con.frame(
+        "SELECT * FROM ledger WHERE trip_id = ? ORDER BY entry_id", [trip_id]
     )
     if entries.height:
         credit = entries.filter(pl.col("kind") == "credit").to_dicts()[0]
@@ -441,35 +409,26 @@ def trip_decision(
             "entry": credit,
             "reversal": rev[0] if rev else None,
         }
-    excl = query_frame(
-        con, "SELECT * FROM credit_exclusions WHERE trip_id = ?", [trip_id]
-    )
+    excl = con.frame("SELECT * FROM credit_exclusions WHERE trip_id = ?", [trip_id])
     if excl.height:
         return {"status": "excluded", "exclusion": excl.to_dicts()[0]}
     return None
 
 
-def trip_decisions(
-    con: duckdb.DuckDBPyConnection, trip_ids: list[str]
-) -> dict[str, dict[str, Any]]:
+def trip_decisions(con: Db, trip_ids: list[str]) -> dict[str, dict[str, Any]]:
     """``trip_decision`` for many trips at once (two queries, not one per trip);
     trips with no decision are left out."""
     if not trip_ids:
         return {}
-    con.register("_ask_ids", pl.DataFrame({"trip_id": trip_ids}).to_arrow())
-    try:
-        entries = query_frame(
-            con,
+    with con.scratch("_ask_ids", pl.DataFrame({"trip_id": trip_ids})):
+        entries = con.frame(
             "SELECT * FROM ledger WHERE trip_id IN (SELECT trip_id FROM _ask_ids) "
             "AND kind IN ('credit', 'reversal') ORDER BY entry_id",
         )
-        excl = query_frame(
-            con,
+        excl = con.frame(
             "SELECT * FROM credit_exclusions "
             "WHERE trip_id IN (SELECT trip_id FROM _ask_ids)",
         )
-    finally:
-        con.unregister("_ask_ids")
     out: dict[str, dict[str, Any]] = {}
     for e in entries.to_dicts():
         tid = e["trip_id"]
@@ -482,15 +441,12 @@ def trip_decisions(
     return out
 
 
-def reverse(
-    con: duckdb.DuckDBPyConnection, trip_id: str, note: str = "reversed"
-) -> dict[str, Any]:
+def reverse(con: Db, trip_id: str, note: str = "reversed") -> dict[str, Any]:
     """Undo a trip's credit with a reversal entry; reversing twice is a no-op
     that returns the first reversal."""
 
     def work() -> dict[str, Any]:
-        rows = query_frame(
-            con,
+        rows = con.frame(
             "SELECT * FROM ledger WHERE trip_id = ? AND kind IN ('credit', 'reversal') "
             "ORDER BY entry_id",
             [trip_id],
@@ -513,9 +469,7 @@ def reverse(
     return result
 
 
-def redeem(
-    con: duckdb.DuckDBPyConnection, rider_id: str, points: int, note: str = ""
-) -> dict[str, Any]:
+def redeem(con: Db, rider_id: str, points: int, note: str = "") -> dict[str, Any]:
     """Spend ``points`` of a rider's balance; refused if it would go below zero."""
     if points <= 0:
         raise InsufficientPointsError(f"a redemption needs points > 0, got {points}")
@@ -525,7 +479,7 @@ def redeem(
             con.execute(
                 "SELECT coalesce(sum(points), 0) FROM ledger WHERE rider_id = ?",
                 [rider_id],
-            ).fetchall()[0][0]
+            )[0][0]
         )
         if points > balance:
             raise InsufficientPointsError(
@@ -562,18 +516,15 @@ def redeem(
     return result
 
 
-def rider_carbon(
-    con: duckdb.DuckDBPyConnection, rider_id: str, *, recent: int = 20
-) -> dict[str, Any]:
+def rider_carbon(con: Db, rider_id: str, *, recent: int = 20) -> dict[str, Any]:
     """A rider's balance, lifetime CO2 avoided and newest entries, from the ledger."""
     ensure_schema(con)
     tot = con.execute(
         "SELECT coalesce(sum(points), 0), coalesce(sum(co2_mg), 0), count(*) "
         "FROM ledger WHERE rider_id = ?",
         [rider_id],
-    ).fetchall()[0]
-    entries = query_frame(
-        con,
+    )[0]
+    entries = con.frame(
         "SELECT entry_id, trip_id, kind, co2_mg, points, ride_started_at, "
         "factor_version, rule_version, note, created_at FROM ledger "
         "WHERE rider_id = ? ORDER BY entry_id DESC LIMIT ?",
@@ -609,7 +560,7 @@ class LedgerCheck:
 
 
 def verify_ledger(
-    con: duckdb.DuckDBPyConnection,
+    con: Db,
     *,
     since_checkpoint: bool = False,
     record: bool = True,
@@ -628,8 +579,9 @@ def verify_ledger(
     """
     ensure_schema(con)
     head = con.execute(
-        "SELECT count(*), arg_max(hash, entry_id) FROM ledger"
-    ).fetchall()[0]
+        "SELECT count(*), (SELECT hash FROM ledger ORDER BY entry_id DESC LIMIT 1) "
+        "FROM ledger"
+    )[0]
     if not head[0]:
         return LedgerCheck(0, GENESIS, ())
     problems: list[str] = []
@@ -638,15 +590,15 @@ def verify_ledger(
         cp = con.execute(
             "SELECT entry_id, hash, entries, co2_mg, points, verified_at "
             "FROM ledger_checkpoints ORDER BY entry_id DESC LIMIT 1"
-        ).fetchall()
+        )
         if cp:
             eid, cp_hash, n, co2, pts, at = cp[0]
             now = con.execute(
                 "SELECT count(*), coalesce(sum(co2_mg), 0), coalesce(sum(points), 0),"
-                " any_value(hash) FILTER (WHERE entry_id = ?) FROM ledger "
+                " max(hash) FILTER (WHERE entry_id = ?) FROM ledger "
                 "WHERE entry_id <= ?",
                 [eid, eid],
-            ).fetchall()[0]
+            )[0]
             if (now[0], now[1], now[2], now[3]) != (n, co2, pts, cp_hash):
                 problems.append(
                     f"entries up to the checkpoint at entry {eid} changed since it "
@@ -654,22 +606,7 @@ def verify_ledger(
                     "differ): run `bikefleet ledger verify` to find them"
                 )
             start, prev = int(eid) + 1, str(cp_hash)
-    bad = con.execute(
-        f"""
-        WITH chk AS (
-            SELECT entry_id,
-                   ? - 1 + row_number() OVER (ORDER BY entry_id) AS pos,
-                   prev_hash = coalesce(lag(hash) OVER (ORDER BY entry_id), ?)
-                       AS prev_ok,
-                   sha256(prev_hash || chr(10) || {PAYLOAD_SQL}) = hash AS hash_ok
-            FROM ledger WHERE entry_id >= ?
-        )
-        SELECT entry_id, pos, prev_ok, hash_ok FROM chk
-        WHERE entry_id <> pos OR NOT prev_ok OR NOT hash_ok
-        ORDER BY entry_id LIMIT ?
-        """,
-        [start, prev, start, max_problems],
-    ).fetchall()
+    bad = _chain_problems(con, start, prev, max_problems)
     for eid, pos, prev_ok, hash_ok in bad:
         if eid != pos:
             problems.append(
@@ -691,12 +628,67 @@ def verify_ledger(
     return check
 
 
-def _record_checkpoint(con: duckdb.DuckDBPyConnection, check: LedgerCheck) -> None:
+_CHAIN_SQL = f"""
+    WITH chk AS (
+        SELECT entry_id,
+               ? - 1 + row_number() OVER (ORDER BY entry_id) AS pos,
+               prev_hash = coalesce(lag(hash) OVER (ORDER BY entry_id), ?)
+                   AS prev_ok,
+               sha256(prev_hash || chr(10) || {PAYLOAD_SQL}) = hash AS hash_ok
+        FROM ledger WHERE entry_id >= ?
+    )
+    SELECT entry_id, pos, prev_ok, hash_ok FROM chk
+    WHERE entry_id <> pos OR NOT prev_ok OR NOT hash_ok
+    ORDER BY entry_id LIMIT ?
+"""
+
+
+def _chain_problems(
+    con: Db, start: int, prev: str, limit: int
+) -> list[tuple[Any, ...]]:
+    """Entries from ``start`` on whose id, ``prev_hash`` or hash is wrong.
+
+    Two per-row checks, vectorised by DuckDB: in the store itself, or (for
+    PostgreSQL) in an in-memory DuckDB over the ledger read in chunks, each
+    chunk chained to the last hash of the one before.
+    """
+    if con.dialect == "duckdb":
+        return con.execute(_CHAIN_SQL, [start, prev, start, limit])
+    bad: list[tuple[Any, ...]] = []
+    expected, low = start, start
+    mem = duckdb.connect()
+    try:
+        while len(bad) < limit:
+            rows = con.frame(
+                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger "
+                "WHERE entry_id >= ? ORDER BY entry_id LIMIT ?",
+                [low, _VERIFY_CHUNK],
+            )
+            if rows.height == 0:
+                break
+            mem.register("ledger", rows.to_arrow())
+            bad += mem.execute(
+                _CHAIN_SQL, [expected, prev, low, limit - len(bad)]
+            ).fetchall()
+            mem.unregister("ledger")
+            expected += rows.height
+            low = int(rows["entry_id"][-1]) + 1
+            prev = str(rows["hash"][-1])
+    finally:
+        mem.close()
+    return bad
+
+
+_VERIFY_CHUNK = 500_000
+
+
+def _record_checkpoint(con: Db, check: LedgerCheck) -> None:
     con.execute(
-        "INSERT OR REPLACE INTO ledger_checkpoints "
+        "INSERT INTO ledger_checkpoints "
         "SELECT entry_id, hash, n, co2, pts, ? FROM ("
         "SELECT max(entry_id) AS last, count(*) AS n, sum(co2_mg) AS co2, "
-        "sum(points) AS pts FROM ledger) JOIN ledger ON entry_id = last "
-        "WHERE hash = ?",
+        "sum(points) AS pts FROM ledger) AS head JOIN ledger ON entry_id = last "
+        "WHERE hash = ? ON CONFLICT (entry_id) DO UPDATE "
+        "SET verified_at = excluded.verified_at",
         [dt.datetime.now(dt.UTC), check.head_hash],
     )

@@ -25,15 +25,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from emissions.config import load_factors
 from emissions.errors import LedgerTamperedError, ReconciliationError
 from emissions.ledger import LedgerCheck, ensure_schema, verify_ledger
 from emissions.types import POLLUTANTS, REASONS, Factor, Settings
+from fleet.db import Db
 from fleet.errors import InvalidConfigError
-from fleet.store import query_frame
 
 __all__ = ["METHOD", "Report", "build_report", "mg_to"]
 
@@ -126,7 +125,7 @@ _SUMS = ("distance_m", "co2_mg", *(f"{p}_mg" for p in POLLUTANTS))
 
 
 def build_report(
-    con: duckdb.DuckDBPyConnection,
+    con: Db,
     settings: Settings,
     *,
     start: dt.date,
@@ -154,8 +153,7 @@ def build_report(
     hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
     city_sql = " AND city = ?" if city else ""
     params: list[object] = [lo, hi, *([city] if city else [])]
-    entries = query_frame(
-        con,
+    entries = con.frame(
         "SELECT kind, city, vehicle_type, metro, ride_started_at, factor_version, "
         "distance_m, co2_mg, co_mg, hc_mg, nox_mg, pm_mg FROM ledger "
         "WHERE kind IN ('credit', 'reversal') AND ride_started_at >= ? "
@@ -202,8 +200,7 @@ def build_report(
         )
         .sort("month", "city", "vehicle_type")
     )
-    excl = query_frame(
-        con,
+    excl = con.frame(
         "SELECT reason, count(*) AS rides FROM credit_exclusions "
         f"WHERE ride_started_at >= ? AND ride_started_at < ?{city_sql} GROUP BY 1",
         params,
@@ -234,7 +231,7 @@ def build_report(
             "('credit', 'reversal') AND ride_started_at >= ? "
             f"AND ride_started_at < ?{city_sql}",
             params,
-        ).fetchall()[0][0]
+        )[0][0]
     )
     if totals["co2_mg"] != ledger_net:
         raise ReconciliationError(
@@ -248,7 +245,7 @@ def build_report(
             "l.trip_id = t.trip_id AND l.kind = 'credit') AND NOT EXISTS "
             "(SELECT 1 FROM credit_exclusions e WHERE e.trip_id = t.trip_id)",
             params,
-        ).fetchall()[0][0]
+        )[0][0]
     )
     cities = tuple(sorted(set(breakdown["city"].to_list()))) or (
         (city,) if city else ()

@@ -9,7 +9,10 @@ the built-in it behaves like, so callers may catch either::
     ├── UnknownCityError      (LookupError)  a city with no configured time zone
     ├── InvalidConfigError    (ValueError)   a bad parameter (resolution, limits...)
     ├── EmptyStoreError       (LookupError)  a step that needs data the store lacks
-    └── StoreNotFoundError    (LookupError)  no store at the path given (--db)
+    ├── StoreNotFoundError    (LookupError)  no store at the path given (--db)
+    ├── StoreBusyError                       another process holds the DuckDB file
+    ├── StoreUnavailableError                the PostgreSQL server cannot be reached
+    └── SchemaVersionError                   the store needs `bikefleet db upgrade`
 
 A bad *row* is not an error: it goes to the quarantine with its reason.
 """
@@ -20,7 +23,9 @@ __all__ = [
     "BikeFleetError",
     "EmptyStoreError",
     "InvalidConfigError",
+    "SchemaVersionError",
     "StoreNotFoundError",
+    "StoreUnavailableError",
     "UnknownCityError",
     "UnknownFormatError",
     "UnreadableFileError",
@@ -74,3 +79,15 @@ class StoreNotFoundError(BikeFleetError, LookupError):
     """No store where one was expected (a command that reads, given a bad path)."""
 
     http_status = 404
+
+
+class StoreUnavailableError(BikeFleetError):
+    """The store's database server cannot be reached now (retry later)."""
+
+    http_status = 503
+
+
+class SchemaVersionError(BikeFleetError):
+    """The store's schema is not the version this code was written for."""
+
+    http_status = 503

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import duckdb
-
 from fleet.cells import DEFAULT_RES
 from fleet.cities import CITIES
+from fleet.db import Db
 from fleet.io import file_sha256, read_source
 from fleet.pipeline import process_batch
 from fleet.store import find_load, load_processed
@@ -18,7 +17,7 @@ __all__ = ["ingest_file"]
 
 
 def ingest_file(
-    con: duckdb.DuckDBPyConnection,
+    con: Db,
     path: Path,
     *,
     city: str | None = None,

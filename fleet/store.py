@@ -1,4 +1,5 @@
-"""The DuckDB store: trips, quarantine, loads, flows, snapshots and demand.
+"""The fleet store: trips, quarantine, loads, flows, snapshots and demand
+(DuckDB, or PostgreSQL; see ``fleet.db`` for the seam and the type mapping).
 
 Tables (names and columns are contracts for ops scripts; see the README):
 
@@ -31,13 +32,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from fleet.db import Db, DuckDb, PgDb, is_postgres_url
 from fleet.errors import EmptyStoreError, StoreBusyError, StoreNotFoundError
 from fleet.schema import TRIP_COLUMNS, TRIP_STORE_COLUMNS
 from fleet.types import City, Processed
@@ -47,13 +47,11 @@ __all__ = [
     "default_db_path",
     "load_processed",
     "open_store",
-    "query_frame",
     "read_trips",
     "replace_table_rows",
     "save_city",
     "store_exists",
     "stored_cities",
-    "transaction",
 ]
 
 SCHEMA_SQL = """
@@ -107,29 +105,36 @@ CREATE TABLE IF NOT EXISTS demand_profile (
 """
 
 
-def default_db_path() -> Path:
-    """``$BIKEFLEET_DB``, else ``$BIKEFLEET_DATA/bikefleet.duckdb`` (``./data``)."""
+def default_db_path() -> Path | str:
+    """``$BIKEFLEET_DB`` (a path or a ``postgresql://`` URL), else
+    ``$BIKEFLEET_DATA/bikefleet.duckdb`` (``./data``)."""
     if env := os.environ.get("BIKEFLEET_DB"):
-        return Path(env)
+        return env if is_postgres_url(env) else Path(env)
     return Path(os.environ.get("BIKEFLEET_DATA", "data")) / "bikefleet.duckdb"
 
 
 def store_exists(path: Path | str | None = None) -> bool:
-    """True when a store file is at ``path`` (``:memory:`` always exists)."""
-    p = Path(path) if path is not None else default_db_path()
-    return str(p) == ":memory:" or p.is_file()
+    """True when a store file is at ``path`` (``:memory:`` and server URLs
+    always exist; whether the server answers is found out on connecting)."""
+    p = path if path is not None else default_db_path()
+    if is_postgres_url(p):
+        return True
+    return str(p) == ":memory:" or Path(p).is_file()
 
 
-def open_store(
-    path: Path | str | None = None, *, create: bool = True
-) -> duckdb.DuckDBPyConnection:
-    """Open the store at ``path``, with all its tables.
+def open_store(path: Path | str | None = None, *, create: bool = True) -> Db:
+    """Open the store at ``path`` (a DuckDB file, or a ``postgresql://`` URL).
 
-    With ``create=False`` a missing file is an error (``StoreNotFoundError``)
+    A DuckDB store gets all of fleet's tables on open; a PostgreSQL store's
+    tables come from its migrations (``bikefleet db upgrade``). With
+    ``create=False`` a missing file is an error (``StoreNotFoundError``)
     instead of a new empty store: commands that only read must not mistake a
     mistyped ``--db`` for an empty store.
     """
-    p = Path(path) if path is not None else default_db_path()
+    p = path if path is not None else default_db_path()
+    if is_postgres_url(p):
+        return PgDb(str(p))
+    p = Path(p)
     if not store_exists(p):
         if not create:
             raise StoreNotFoundError(
@@ -145,7 +150,7 @@ def open_store(
         raise
     con.execute("SET TimeZone = 'UTC'")
     con.execute(SCHEMA_SQL)
-    return con
+    return DuckDb(con, str(p))
 
 
 def _busy_message(path: Path, error: str) -> str:
@@ -168,33 +173,20 @@ def _busy_message(path: Path, error: str) -> str:
             who = f"process {pid}"
     return (
         f"the store {path} is in use by {who}: a DuckDB store serves one process "
-        "at a time; stop that process first (or send the work to the running "
-        "service over HTTP)"
+        "at a time; stop that process first, or use a PostgreSQL store "
+        "(--db postgresql://..., see the README's production section), where the "
+        "service and the commands run at the same time"
     )
 
 
-@contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Run the block in one transaction; roll back on any exception."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
-
-
-def find_load(con: duckdb.DuckDBPyConnection, *, sha256: str) -> int | None:
+def find_load(con: Db, *, sha256: str) -> int | None:
     """The load id of a file already loaded with these bytes, or None."""
-    rows = con.execute(
-        "SELECT load_id FROM loads WHERE sha256 = ?", [sha256]
-    ).fetchall()
+    rows = con.execute("SELECT load_id FROM loads WHERE sha256 = ?", [sha256])
     return int(rows[0][0]) if rows else None
 
 
 def load_processed(
-    con: duckdb.DuckDBPyConnection,
+    con: Db,
     done: Processed,
     *,
     source: str,
@@ -208,8 +200,8 @@ def load_processed(
     Trips whose trip_id is already in the store are moved to the quarantine as
     ``duplicate_trip_id``. Returns the load id and the final quarantine rows.
     """
-    with transaction(con):
-        load_id = int(con.execute("SELECT nextval('load_ids')").fetchall()[0][0])
+    with con.transaction():
+        load_id = int(con.execute("SELECT nextval('load_ids')")[0][0])
         trips = done.trips
         existing = _existing_ids(con, trips)
         quarantine = done.quarantine
@@ -231,19 +223,8 @@ def load_processed(
             pl.lit(load_id, pl.Int64).alias("load_id"), pl.lit(source).alias("source")
         )
         q = quarantine.with_columns(pl.lit(load_id, pl.Int64).alias("load_id"))
-        con.register("_new_trips", tr.to_arrow())
-        con.execute(
-            "INSERT INTO trips SELECT "
-            + ", ".join(_TRIP_TABLE_COLUMNS)
-            + " FROM _new_trips"
-        )
-        con.unregister("_new_trips")
-        con.register("_new_q", q.to_arrow())
-        con.execute(
-            "INSERT INTO quarantine SELECT load_id, source, line, reason, detail, raw "
-            "FROM _new_q"
-        )
-        con.unregister("_new_q")
+        con.insert("trips", tr, _TRIP_TABLE_COLUMNS)
+        con.insert("quarantine", q, _QUARANTINE_COLUMNS)
         con.execute(
             "INSERT INTO loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -262,26 +243,23 @@ def load_processed(
 
 
 _TRIP_TABLE_COLUMNS = (*TRIP_STORE_COLUMNS, "load_id", "source")
+_QUARANTINE_COLUMNS = ("load_id", "source", "line", "reason", "detail", "raw")
 
 
-def _existing_ids(con: duckdb.DuckDBPyConnection, trips: pl.DataFrame) -> pl.Series:
+def _existing_ids(con: Db, trips: pl.DataFrame) -> pl.Series:
     if trips.height == 0:
         return pl.Series("trip_id", [], dtype=pl.String)
-    ids = trips.select("trip_id").to_arrow()
-    con.register("_ids", ids)
-    try:
-        found = query_frame(
-            con, "SELECT DISTINCT t.trip_id FROM trips t JOIN _ids USING (trip_id)"
+    with con.scratch("_ids", trips.select("trip_id")):
+        found = con.frame(
+            "SELECT DISTINCT t.trip_id FROM trips t JOIN _ids USING (trip_id)"
         )
-    finally:
-        con.unregister("_ids")
     return (
         found["trip_id"] if found.height else pl.Series("trip_id", [], dtype=pl.String)
     )
 
 
 def read_trips(
-    con: duckdb.DuckDBPyConnection,
+    con: Db,
     *,
     city: str | None = None,
     columns: tuple[str, ...] | None = None,
@@ -289,38 +267,16 @@ def read_trips(
     """Trips in the store (of one city when given), as a polars frame."""
     cols = ", ".join(columns) if columns else "*"
     if city is None:
-        return query_frame(con, f"SELECT {cols} FROM trips")
-    return query_frame(con, f"SELECT {cols} FROM trips WHERE city = ?", [city])
+        return con.frame(f"SELECT {cols} FROM trips")
+    return con.frame(f"SELECT {cols} FROM trips WHERE city = ?", [city])
 
 
-def query_frame(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
-) -> pl.DataFrame:
-    """Run a query and return its rows as a polars frame, timestamps in UTC."""
-    table = con.sql(sql, params=params or None).to_arrow_table()
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
-    return _utc(df)
-
-
-def _utc(df: pl.DataFrame) -> pl.DataFrame:
-    fixes = [
-        pl.col(n).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
-        for n, t in df.schema.items()
-        if isinstance(t, pl.Datetime)
-    ]
-    return df.with_columns(fixes) if fixes else df
-
-
-def store_cities(con: duckdb.DuckDBPyConnection) -> list[str]:
+def store_cities(con: Db) -> list[str]:
     """Cities with trips in the store."""
-    return [
-        r[0]
-        for r in con.execute("SELECT DISTINCT city FROM trips ORDER BY 1").fetchall()
-    ]
+    return [r[0] for r in con.execute("SELECT DISTINCT city FROM trips ORDER BY 1")]
 
 
-def pick_city(con: duckdb.DuckDBPyConnection, city: str | None) -> str:
+def pick_city(con: Db, city: str | None) -> str:
     """``city`` if given, else the store's only city; raise when ambiguous or empty."""
     cities = store_cities(con)
     if not cities:
@@ -341,7 +297,7 @@ def pick_city(con: duckdb.DuckDBPyConnection, city: str | None) -> str:
 
 
 def replace_table_rows(
-    con: duckdb.DuckDBPyConnection,
+    con: Db,
     table: str,
     df: pl.DataFrame,
     *,
@@ -351,12 +307,9 @@ def replace_table_rows(
     if table not in _DERIVED:
         raise ValueError(f"{table!r} is not a derived table: {', '.join(_DERIVED)}")
     cond = " AND ".join(f"{k} = ?" for k in where) or "TRUE"
-    cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
-    with transaction(con):
+    with con.transaction():
         con.execute(f"DELETE FROM {table} WHERE {cond}", list(where.values()))
-        con.register("_rows", df.select(cols).to_arrow())
-        con.execute(f"INSERT INTO {table} SELECT * FROM _rows")
-        con.unregister("_rows")
+        con.insert(table, df)
 
 
 _DERIVED = (
@@ -368,23 +321,14 @@ _DERIVED = (
 )
 
 
-def append_rides(
-    con: duckdb.DuckDBPyConnection, done: Processed, *, source: str
-) -> None:
+def append_rides(con: Db, done: Processed, *, source: str) -> None:
     """Store rides that arrived one by one (``load_id`` 0) and their rejections,
     in the caller's transaction; the caller has ruled out known trip ids."""
     if done.trips.height:
         tr = done.trips.select(*TRIP_STORE_COLUMNS).with_columns(
             pl.lit(0, pl.Int64).alias("load_id"), pl.lit(source).alias("source")
         )
-        con.register("_new_rides", tr.to_arrow())
-        try:
-            con.execute(
-                f"INSERT INTO trips ({', '.join(_TRIP_TABLE_COLUMNS)}) "
-                "SELECT * FROM _new_rides"
-            )
-        finally:
-            con.unregister("_new_rides")
+        con.insert("trips", tr, _TRIP_TABLE_COLUMNS)
     if done.quarantine.height:
         q = done.quarantine.select(
             pl.lit(0, pl.Int64).alias("load_id"),
@@ -394,39 +338,29 @@ def append_rides(
             "detail",
             "raw",
         )
-        con.register("_new_rq", q.to_arrow())
-        try:
-            con.execute("INSERT INTO quarantine SELECT * FROM _new_rq")
-        finally:
-            con.unregister("_new_rq")
+        con.insert("quarantine", q, _QUARANTINE_COLUMNS)
 
 
-def known_trip_ids(con: duckdb.DuckDBPyConnection, trip_ids: list[str]) -> pl.DataFrame:
+def known_trip_ids(con: Db, trip_ids: list[str]) -> pl.DataFrame:
     """The stored trips among ``trip_ids`` (all canonical columns)."""
     if not trip_ids:
         return pl.DataFrame(schema={"trip_id": pl.String})
-    con.register("_ask", pl.DataFrame({"trip_id": trip_ids}).to_arrow())
-    try:
-        return query_frame(
-            con,
+    with con.scratch("_ask", pl.DataFrame({"trip_id": trip_ids})):
+        return con.frame(
             f"SELECT {', '.join(TRIP_COLUMNS)} FROM trips "
             "WHERE trip_id IN (SELECT trip_id FROM _ask)",
         )
-    finally:
-        con.unregister("_ask")
 
 
-def stored_cities(con: duckdb.DuckDBPyConnection) -> list[City]:
+def stored_cities(con: Db) -> list[City]:
     """Cities added to this store (``bikefleet cities add``), by name."""
-    rows = con.execute(
-        "SELECT name, timezone, metro FROM cities ORDER BY name"
-    ).fetchall()
+    rows = con.execute("SELECT name, timezone, metro FROM cities ORDER BY name")
     return [City(str(n), str(tz), bool(m)) for n, tz, m in rows]
 
 
-def save_city(con: duckdb.DuckDBPyConnection, city: City) -> None:
+def save_city(con: Db, city: City) -> None:
     """Add ``city`` to the store, or replace the stored city of that name."""
-    with transaction(con):
+    with con.transaction():
         con.execute("DELETE FROM cities WHERE name = ?", [city.name])
         con.execute(
             "INSERT INTO cities VALUES (?, ?, ?, ?)",

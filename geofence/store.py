@@ -1,4 +1,4 @@
-"""Zone sets in the DuckDB store: versioned, swapped atomically, read back fast.
+"""Zone sets in the store: versioned, swapped atomically, read back fast.
 
 Tables (names and columns are contracts; see the README):
 
@@ -14,20 +14,20 @@ Tables (names and columns are contracts; see the README):
 A new set is written and made active in one transaction: if anything fails,
 the previous set stays active and no row of the new one remains. Old versions
 are kept (an audit trail; ``bikefleet zones load`` prints the version id).
-Only the connection is needed: this module knows nothing of fleet/.
+Only a connection (``ZoneDb``) is needed: this module knows nothing of fleet/.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
 
-import duckdb
 import numpy as np
-import pyarrow as pa
+import polars as pl
 import shapely
 
 from geofence.errors import NoZonesError
@@ -35,6 +35,7 @@ from geofence.types import Rule, Zone, ZoneSet
 
 __all__ = [
     "ZONE_SCHEMA_SQL",
+    "ZoneDb",
     "active_version",
     "copy_zone_set",
     "load_zone_set",
@@ -61,27 +62,42 @@ CREATE TABLE IF NOT EXISTS zones (
 """
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the zone tables unless they exist (a read-only store may hold them)."""
+class ZoneDb(Protocol):
+    """What this module needs of a store connection (``fleet.db.Db`` is one;
+    geofence stands alone, so it names the methods rather than importing it)."""
+
+    @property
+    def dialect(self) -> str: ...
+
+    def execute(
+        self, sql: str, params: Sequence[object] | None = None
+    ) -> list[tuple[Any, ...]]: ...
+
+    def script(self, sql: str) -> None: ...
+
+    def frame(
+        self, sql: str, params: Sequence[object] | None = None
+    ) -> pl.DataFrame: ...
+
+    def insert(
+        self, table: str, rows: pl.DataFrame, columns: Sequence[str] | None = None
+    ) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+
+def ensure_tables(con: ZoneDb) -> None:
+    """Create the zone tables of a DuckDB store unless they exist (a read-only
+    store may hold them); a PostgreSQL store has them from its migrations."""
+    if con.dialect != "duckdb":
+        return
     have = con.execute(
         "SELECT count(*) FROM information_schema.tables "
         "WHERE table_name IN ('zone_sets', 'zones') AND table_schema = 'main' "
         "AND table_catalog = current_database()"
-    ).fetchall()[0][0]
+    )[0][0]
     if have < 2:
-        con.execute(ZONE_SCHEMA_SQL)
-
-
-# fleet.store.transaction does the same; geofence stands alone, so its own.
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
+        con.script(ZONE_SCHEMA_SQL)
 
 
 def rules_json(rules: tuple[Rule, ...] | None) -> str | None:
@@ -118,20 +134,8 @@ def _rules_from(text: str) -> tuple[Rule, ...]:
     )
 
 
-def save_zone_set(
-    con: duckdb.DuckDBPyConnection,
-    zs: ZoneSet,
-    *,
-    source: str,
-    sha256: str,
-    now: dt.datetime | None = None,
-) -> int:
-    """Store ``zs`` as a new version and make it the active one; return its id.
-
-    One transaction: on any failure the previous active set is untouched.
-    """
-    ensure_tables(con)
-    loaded_at = now or dt.datetime.now(dt.UTC)
+def zone_rows(zs: ZoneSet) -> pl.DataFrame:
+    """The rows of table ``zones`` for a zone set (all but ``version``)."""
     zones = sorted(zs.zones, key=lambda z: z.order)
     geoms = np.array([z.geometry for z in zones], dtype=object)
     bounds = shapely.bounds(geoms) if len(zones) else np.zeros((0, 4))
@@ -142,55 +146,108 @@ def save_zone_set(
         if t is None:
             t = rule_text[z.rules] = rules_json(z.rules) or "[]"
         rules.append(t)
-    with _transaction(con):
-        version = int(
-            con.execute("SELECT nextval('zone_set_versions')").fetchall()[0][0]
+    when = pl.Datetime("us", "UTC")
+    return pl.DataFrame(
+        {
+            "zone_id": pl.Series([z.zone_id for z in zones], dtype=pl.String),
+            "ord": pl.Series(range(len(zones)), dtype=pl.Int32),
+            "name": pl.Series([z.name for z in zones], dtype=pl.String),
+            "kind": pl.Series([z.kind for z in zones], dtype=pl.String),
+            "rules": pl.Series(rules, dtype=pl.String),
+            "capacity": pl.Series([z.capacity_bikes for z in zones], dtype=pl.Int64),
+            "start_at": pl.Series([z.start for z in zones], dtype=when),
+            "end_at": pl.Series([z.end for z in zones], dtype=when),
+            "min_lng": bounds[:, 0],
+            "min_lat": bounds[:, 1],
+            "max_lng": bounds[:, 2],
+            "max_lat": bounds[:, 3],
+            "geometry": pl.Series(
+                shapely.to_wkb(geoms).tolist() if len(zones) else [], dtype=pl.Binary
+            ),
+        }
+    )
+
+
+def _set_row(zs: ZoneSet, *, source: str, sha256: str) -> dict[str, Any]:
+    """The fields of a ``zone_sets`` row that come from the document."""
+    return {
+        "source": source,
+        "sha256": sha256,
+        "source_format": zs.source_format,
+        "zones": len(zs.zones),
+        "warnings": list(zs.warnings),
+        "default_rules": rules_json(zs.default_rules),
+        "has_service_area": zs.has_service_area,
+    }
+
+
+def save_zone_set(
+    con: ZoneDb,
+    zs: ZoneSet,
+    *,
+    source: str,
+    sha256: str,
+    now: dt.datetime | None = None,
+) -> int:
+    """Store ``zs`` as a new version and make it the active one; return its id.
+
+    One transaction: on any failure the previous active set is untouched.
+    """
+    return _store_set(
+        con, zone_rows(zs), _set_row(zs, source=source, sha256=sha256), now
+    )
+
+
+def _store_set(
+    con: ZoneDb, rows: pl.DataFrame, head: dict[str, Any], now: dt.datetime | None
+) -> int:
+    ensure_tables(con)
+    with con.transaction():
+        version = int(con.execute("SELECT nextval('zone_set_versions')")[0][0])
+        con.insert(
+            "zones",
+            rows.select(pl.lit(version, pl.Int64).alias("version"), pl.all()),
+            _ZONE_COLUMNS,
         )
-        table = pa.table(
-            {
-                "version": pa.array([version] * len(zones), pa.int64()),
-                "zone_id": [z.zone_id for z in zones],
-                "ord": pa.array(range(len(zones)), pa.int32()),
-                "name": [z.name for z in zones],
-                "kind": [z.kind for z in zones],
-                "rules": rules,
-                "capacity": pa.array([z.capacity_bikes for z in zones], pa.int64()),
-                "start_at": pa.array(
-                    [z.start for z in zones], pa.timestamp("us", "UTC")
-                ),
-                "end_at": pa.array([z.end for z in zones], pa.timestamp("us", "UTC")),
-                "min_lng": bounds[:, 0],
-                "min_lat": bounds[:, 1],
-                "max_lng": bounds[:, 2],
-                "max_lat": bounds[:, 3],
-                "geometry": pa.array(shapely.to_wkb(geoms).tolist(), pa.binary())
-                if len(zones)
-                else pa.array([], pa.binary()),
-            }
-        )
-        con.register("_zones_rows", table)
-        con.execute("INSERT INTO zones SELECT * FROM _zones_rows")
-        con.unregister("_zones_rows")
         con.execute("UPDATE zone_sets SET active = FALSE WHERE active")
         con.execute(
             "INSERT INTO zone_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE)",
             [
                 version,
-                source,
-                sha256,
-                zs.source_format,
-                len(zones),
-                list(zs.warnings),
-                rules_json(zs.default_rules),
-                zs.has_service_area,
-                loaded_at,
+                head["source"],
+                head["sha256"],
+                head["source_format"],
+                head["zones"],
+                head["warnings"],
+                head["default_rules"],
+                head["has_service_area"],
+                now or dt.datetime.now(dt.UTC),
             ],
         )
     return version
 
 
+_ZONE_COLUMNS = (
+    "version",
+    "zone_id",
+    "ord",
+    "name",
+    "kind",
+    "rules",
+    "capacity",
+    "start_at",
+    "end_at",
+    "min_lng",
+    "min_lat",
+    "max_lng",
+    "max_lat",
+    "geometry",
+)
+
+
 def stage_zone_document(raw: bytes, path: str, source: str) -> str:
-    """Parse a zone document and save it as the only set of a staging store.
+    """Parse a zone document and write its rows to ``path`` (Arrow IPC) and
+    its set fields to ``path.json``, for ``copy_zone_set``.
 
     Meant to run in a child process: parsing a large document holds the GIL
     for seconds (``orjson.loads`` alone: ~1.7 s for 41 MB), which a server
@@ -200,57 +257,31 @@ def stage_zone_document(raw: bytes, path: str, source: str) -> str:
     from geofence.io import parse_zone_bytes
 
     zs, sha = parse_zone_bytes(raw, source=source)
-    con = duckdb.connect(path)
-    try:
-        save_zone_set(con, zs, source=source, sha256=sha)
-    finally:
-        con.close()
+    zone_rows(zs).write_ipc(path)
+    Path(path + ".json").write_text(json.dumps(_set_row(zs, source=source, sha256=sha)))
     return sha
 
 
-def copy_zone_set(con: duckdb.DuckDBPyConnection, staged: str) -> int:
-    """Copy the active set of the staging store ``staged`` into this store as a
+def copy_zone_set(con: ZoneDb, staged: str) -> int:
+    """Store the zone set staged at ``staged`` (``stage_zone_document``) as a
     new active version, in one transaction; return the new version id."""
-    ensure_tables(con)
-    con.execute(f"ATTACH '{staged}' AS staged (READ_ONLY)")
-    try:
-        with _transaction(con):
-            version = int(
-                con.execute("SELECT nextval('zone_set_versions')").fetchall()[0][0]
-            )
-            src = con.execute(
-                "SELECT version FROM staged.zone_sets WHERE active"
-            ).fetchall()[0][0]
-            con.execute(
-                "INSERT INTO zones SELECT ? AS version, * EXCLUDE (version) "
-                "FROM staged.zones WHERE version = ?",
-                [version, src],
-            )
-            con.execute("UPDATE zone_sets SET active = FALSE WHERE active")
-            con.execute(
-                "INSERT INTO zone_sets SELECT ?, source, sha256, source_format, "
-                "zones, warnings, default_rules, has_service_area, now(), TRUE "
-                "FROM staged.zone_sets WHERE version = ?",
-                [version, src],
-            )
-    finally:
-        con.execute("DETACH staged")
-    return version
+    head = json.loads(Path(staged + ".json").read_text())
+    return _store_set(con, pl.read_ipc(staged), head, None)
 
 
-def active_version(con: duckdb.DuckDBPyConnection) -> int | None:
+def active_version(con: ZoneDb) -> int | None:
     """The active zone set's version id, or None when none was loaded."""
     ensure_tables(con)
-    rows = con.execute("SELECT version FROM zone_sets WHERE active").fetchall()
+    rows = con.execute("SELECT version FROM zone_sets WHERE active")
     return int(rows[0][0]) if rows else None
 
 
-def zone_set_info(con: duckdb.DuckDBPyConnection, version: int) -> dict[str, Any]:
+def zone_set_info(con: ZoneDb, version: int) -> dict[str, Any]:
     rows = con.execute(
         "SELECT version, source, sha256, source_format, zones, warnings, loaded_at "
         "FROM zone_sets WHERE version = ?",
         [version],
-    ).fetchall()
+    )
     if not rows:
         raise NoZonesError(f"no zone set with version {version}")
     keys = (
@@ -265,9 +296,7 @@ def zone_set_info(con: duckdb.DuckDBPyConnection, version: int) -> dict[str, Any
     return dict(zip(keys, rows[0], strict=True))
 
 
-def load_zone_set(
-    con: duckdb.DuckDBPyConnection, version: int | None = None
-) -> ZoneSet:
+def load_zone_set(con: ZoneDb, version: int | None = None) -> ZoneSet:
     """Read a zone set back (the active one by default), geometries from WKB."""
     ensure_tables(con)
     if version is None:
@@ -280,24 +309,24 @@ def load_zone_set(
         "SELECT source_format, warnings, default_rules, has_service_area "
         "FROM zone_sets WHERE version = ?",
         [version],
-    ).fetchall()
+    )
     if not head:
         raise NoZonesError(f"no zone set with version {version}")
     fmt, warnings, default, has_area = head[0]
-    t = con.sql(
+    t = con.frame(
         "SELECT zone_id, name, kind, rules, capacity, start_at, end_at, geometry "
         "FROM zones WHERE version = ? ORDER BY ord",
-        params=[version],
-    ).to_arrow_table()
+        [version],
+    )
     geoms: Any = (
-        shapely.from_wkb(np.array(t["geometry"].to_pylist(), dtype=object))
-        if t.num_rows
+        shapely.from_wkb(np.array(t["geometry"].to_list(), dtype=object))
+        if t.height
         else []
     )
     parsed: dict[str, tuple[Rule, ...]] = {}
-    cols = {n: t[n].to_pylist() for n in t.column_names if n != "geometry"}
+    cols = {n: t[n].to_list() for n in t.columns if n != "geometry"}
     zones = []
-    for i in range(t.num_rows):
+    for i in range(t.height):
         text = cols["rules"][i]
         rules = parsed.get(text)
         if rules is None:

@@ -1,4 +1,4 @@
-"""Plans in the DuckDB store.
+"""Plans in the store (DuckDB or PostgreSQL).
 
 Tables (contracts, see the README):
 
@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-import duckdb
 import polars as pl
 
-from fleet.store import query_frame, transaction
+from fleet.db import Db
 from rebalancing.plan import CityPlan
 from rebalancing.types import PlanParams
 
 __all__ = [
     "PLAN_SCHEMA_SQL",
     "current_plans",
+    "ensure_schema",
     "read_job",
     "save_plan",
     "update_job",
@@ -62,6 +62,14 @@ CREATE TABLE IF NOT EXISTS plan_jobs (
 );
 """
 
+
+def ensure_schema(con: Db) -> None:
+    """Create the plan tables of a DuckDB store if needed (a PostgreSQL store
+    has them from its migrations)."""
+    if con.dialect == "duckdb":
+        con.script(PLAN_SCHEMA_SQL)
+
+
 _PLAN_COLUMNS = (
     "plan_id, city, plan_date, created_at, trucks, capacity_bikes, shift_h, "
     "bikes_moved, truck_km, imbalance_left, imbalance_total, cost, method, "
@@ -70,7 +78,7 @@ _PLAN_COLUMNS = (
 
 
 def save_plan(
-    con: duckdb.DuckDBPyConnection,
+    con: Db,
     plan: CityPlan,
     params: PlanParams,
     *,
@@ -78,10 +86,10 @@ def save_plan(
     date: dt.date,
 ) -> int:
     """Write a verified plan and its stops; return the plan id."""
-    con.execute(PLAN_SCHEMA_SQL)
+    ensure_schema(con)
     t = plan.totals
-    with transaction(con):
-        pid = int(con.execute("SELECT nextval('plan_ids')").fetchall()[0][0])
+    with con.transaction():
+        pid = int(con.execute("SELECT nextval('plan_ids')")[0][0])
         con.execute(
             f"INSERT INTO plans ({_PLAN_COLUMNS}) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?)",
@@ -109,22 +117,19 @@ def save_plan(
             [pid, city, date, pid],
         )
         rows = plan.stops.select(pl.lit(pid).alias("plan_id"), pl.all())
-        con.register("_plan_rows", rows.to_arrow())
-        con.execute("INSERT INTO plan_stops SELECT * FROM _plan_rows")
-        con.unregister("_plan_rows")
+        con.insert("plan_stops", rows, rows.columns)
     return pid
 
 
 def current_plans(
-    con: duckdb.DuckDBPyConnection,
+    con: Db,
     start: dt.date,
     end: dt.date,
     city: str | None = None,
 ) -> pl.DataFrame:
     """The current (not superseded) plan of each city and date in the period:
     ``plan_id, city, plan_date, truck_km``, by date and city."""
-    return query_frame(
-        con,
+    return con.frame(
         "SELECT plan_id, city, plan_date, truck_km FROM plans "
         "WHERE plan_date BETWEEN ? AND ? AND superseded_by IS NULL"
         + (" AND city = ?" if city else "")
@@ -145,15 +150,15 @@ _JOB_FIELDS = (
 )
 
 
-def update_job(con: duckdb.DuckDBPyConnection, job_id: str, **fields: object) -> None:
+def update_job(con: Db, job_id: str, **fields: object) -> None:
     """Create a plan job (first call) or update its fields."""
     unknown = set(fields) - {*_JOB_FIELDS, "geojson"}
     if unknown:
         raise ValueError(f"unknown plan job field(s) {sorted(unknown)}")
-    with transaction(con):
-        have = con.execute(
-            "SELECT count(*) FROM plan_jobs WHERE job_id = ?", [job_id]
-        ).fetchall()[0][0]
+    with con.transaction():
+        have = con.execute("SELECT count(*) FROM plan_jobs WHERE job_id = ?", [job_id])[
+            0
+        ][0]
         if not have:
             con.execute(
                 "INSERT INTO plan_jobs (job_id, status, submitted_at) VALUES (?, ?, ?)",
@@ -167,12 +172,9 @@ def update_job(con: duckdb.DuckDBPyConnection, job_id: str, **fields: object) ->
             )
 
 
-def read_job(
-    con: duckdb.DuckDBPyConnection, job_id: str
-) -> tuple[dict[str, object], str | None] | None:
+def read_job(con: Db, job_id: str) -> tuple[dict[str, object], str | None] | None:
     """A plan job's fields and its GeoJSON (when done), or None."""
-    rows = query_frame(
-        con,
+    rows = con.frame(
         f"SELECT {', '.join(_JOB_FIELDS)}, geojson FROM plan_jobs WHERE job_id = ?",
         [job_id],
     )
@@ -183,11 +185,11 @@ def read_job(
     return row, geojson
 
 
-def fail_unfinished_jobs(con: duckdb.DuckDBPyConnection, reason: str) -> int:
+def fail_unfinished_jobs(con: Db, reason: str) -> int:
     """Mark jobs still queued or running as failed (after a restart)."""
     n = con.execute(
         "SELECT count(*) FROM plan_jobs WHERE status IN ('queued', 'running')"
-    ).fetchall()[0][0]
+    )[0][0]
     con.execute(
         "UPDATE plan_jobs SET status = 'failed', error = ?, finished_at = ? "
         "WHERE status IN ('queued', 'running')",
@@ -196,17 +198,16 @@ def fail_unfinished_jobs(con: duckdb.DuckDBPyConnection, reason: str) -> int:
     return int(n)
 
 
-def plan_stops(con: duckdb.DuckDBPyConnection, plan_id: int) -> pl.DataFrame:
+def plan_stops(con: Db, plan_id: int) -> pl.DataFrame:
     """A saved plan's stops in route order."""
-    return query_frame(
-        con,
+    return con.frame(
         "SELECT truck, seq, unit, lat, lng, action, bikes, load_after, eta "
         "FROM plan_stops WHERE plan_id = ? ORDER BY truck, seq",
         [plan_id],
     )
 
 
-def plan_row(con: duckdb.DuckDBPyConnection, plan_id: int) -> dict[str, object]:
+def plan_row(con: Db, plan_id: int) -> dict[str, object]:
     """A saved plan's row of ``plans``."""
-    rows = query_frame(con, "SELECT * FROM plans WHERE plan_id = ?", [plan_id])
+    rows = con.frame("SELECT * FROM plans WHERE plan_id = ?", [plan_id])
     return rows.row(0, named=True)

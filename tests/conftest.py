@@ -22,10 +22,35 @@ def shared_file(rel: str) -> Path:
     return p
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    from fleet.store import open_store
+BACKENDS = ("duckdb", "postgres")
 
-    con = open_store(tmp_path / "store.duckdb")
-    yield con
-    con.close()
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """A new empty store's ``--db``: a DuckDB file, or a PostgreSQL schema."""
+    if request.param == "duckdb":
+        yield str(tmp_path / "store.duckdb")
+        return
+    from tests.pg import pg_schema
+
+    with pg_schema() as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """A connection (``fleet.db.Db``) to a new store with every table, on
+    each backend in turn."""
+    from api.usecases.store import Store
+
+    if request.param == "duckdb":
+        s = Store.open(tmp_path / "store.duckdb", create=True)
+        yield s.con
+        s.close()
+        return
+    from tests.pg import pg_schema
+
+    with pg_schema() as url:
+        s = Store.open(url)
+        yield s.con
+        s.close()

@@ -26,7 +26,6 @@ from fleet.pipeline import PartitionResult, flows_of_partitions
 from fleet.snapshot import snapshot_fleet, stock_per_cell
 from fleet.store import (
     pick_city,
-    query_frame,
     read_trips,
     replace_table_rows,
     save_city,
@@ -234,9 +233,10 @@ def add_city(
 
 
 def _tz_from_trips(store: Store, name: str) -> str:
-    rows = query_frame(
-        store.con,
-        "SELECT median(start_lat) AS lat, median(start_lng) AS lng, count(*) AS n "
+    rows = store.con.frame(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY start_lat) AS lat, "
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY start_lng) AS lng, "
+        "count(*) AS n "
         "FROM trips WHERE city = ?",
         [name],
     )

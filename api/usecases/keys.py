@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from api.usecases.store import KEY_SCHEMA_SQL, Store
+from api.usecases.store import KEYS_CHANNEL, Store
 from fleet.errors import EmptyStoreError, InvalidConfigError
 
 __all__ = [
@@ -69,7 +69,6 @@ def create_key(store: Store, scopes: list[str], name: str = "") -> tuple[ApiKey,
             f"choose from {', '.join(SCOPES)}"
         )
     con = store.con
-    con.execute(KEY_SCHEMA_SQL)
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     wanted = sorted(set(scopes))
@@ -77,6 +76,7 @@ def create_key(store: Store, scopes: list[str], name: str = "") -> tuple[ApiKey,
         "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, FALSE)",
         [key_id, name or key_id, _digest(secret), wanted, dt.datetime.now(dt.UTC)],
     )
+    con.notify(KEYS_CHANNEL, key_id)
     return ApiKey(key_id, name or key_id, frozenset(wanted)), f"bf_{key_id}_{secret}"
 
 
@@ -86,7 +86,7 @@ def list_keys(store: Store) -> list[dict[str, Any]]:
     rows = store.con.execute(
         "SELECT key_id, name, scopes, created_at, revoked FROM api_keys "
         "ORDER BY created_at, key_id"
-    ).fetchall()
+    )
     return [
         {
             "key_id": r[0],
@@ -106,7 +106,7 @@ def find_key_id(store: Store, key: str) -> str:
         "SELECT key_id FROM api_keys WHERE key_id = ? UNION "
         "SELECT key_id FROM api_keys WHERE name = ?",
         [key, key],
-    ).fetchall()
+    )
     if len(rows) == 1:
         return str(rows[0][0])
     if not rows:
@@ -118,9 +118,7 @@ def find_key_id(store: Store, key: str) -> str:
 
 def revoke_key(store: Store, key_id: str) -> bool:
     """Revoke a key; False when it was already revoked. Unknown ids are an error."""
-    rows = store.con.execute(
-        "SELECT revoked FROM api_keys WHERE key_id = ?", [key_id]
-    ).fetchall()
+    rows = store.con.execute("SELECT revoked FROM api_keys WHERE key_id = ?", [key_id])
     if not rows:
         raise EmptyStoreError(
             f"no API key with id {key_id!r} (see `bikefleet keys list`)"
@@ -128,6 +126,7 @@ def revoke_key(store: Store, key_id: str) -> bool:
     if rows[0][0]:
         return False
     store.con.execute("UPDATE api_keys SET revoked = TRUE WHERE key_id = ?", [key_id])
+    store.con.notify(KEYS_CHANNEL, key_id)  # every worker forgets it at once
     return True
 
 
@@ -146,12 +145,6 @@ class KeyRing:
         self._unknown_max = unknown_max
         self.lookups = 0  # database round trips (for tests and metrics)
         self._lock = threading.Lock()
-        have = con.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_name = 'api_keys' AND table_catalog = current_database()"
-        ).fetchall()[0][0]
-        if not have:  # a read-only snapshot always has the table
-            con.execute(KEY_SCHEMA_SQL)
 
     def authenticate(self, presented: str) -> ApiKey | None:
         """The key's record if ``presented`` is a valid, unrevoked key, else None."""
@@ -187,7 +180,7 @@ class KeyRing:
                     "SELECT name, secret_sha256, scopes FROM api_keys "
                     "WHERE key_id = ? AND NOT revoked",
                     [key_id],
-                ).fetchall()
+                )
             finally:
                 cur.close()
             row = (

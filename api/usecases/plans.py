@@ -17,7 +17,7 @@ from api.usecases.store import Store
 from fleet.cells import index_points
 from fleet.errors import BikeFleetError, EmptyStoreError
 from fleet.snapshot import snapshot_fleet
-from fleet.store import pick_city, query_frame, read_trips
+from fleet.store import pick_city, read_trips
 from rebalancing.instances import read_instance
 from rebalancing.io import plan_geojson, write_plan_files
 from rebalancing.plan import (
@@ -192,8 +192,8 @@ def day_inputs(
         .group_by("cell")
         .agg(pl.len().cast(pl.Int64).alias("incoming"))
     )
-    profile = query_frame(
-        con, "SELECT * FROM demand_profile WHERE city = ? AND h3_res = ?", [name, res]
+    profile = con.frame(
+        "SELECT * FROM demand_profile WHERE city = ? AND h3_res = ?", [name, res]
     )
     if profile.height == 0:
         raise EmptyStoreError(

@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 import polars as pl
 
-from api.usecases.store import Store
+from api.usecases.store import ZONES_CHANNEL, Store
 from fleet.cells import cell_to_str
 from fleet.errors import EmptyStoreError
-from fleet.store import pick_city, query_frame
+from fleet.store import pick_city
 from geofence.active import ActiveIndex, utc_now
 from geofence.audit import Audit, audit_fleet
 from geofence.index import ZoneIndex
@@ -132,6 +132,7 @@ def load_zone_file(store: Store, file: Path) -> tuple[int, ZoneSet]:
     """Parse ``file`` and store it as the new active set (atomically)."""
     zs, sha = read_zone_file(file)
     version = save_zone_set(store.con, zs, source=str(file), sha256=sha)
+    store.con.notify(ZONES_CHANNEL, str(version))
     return version, zs
 
 
@@ -149,16 +150,19 @@ def load_zone_document(
     """
     if len(raw) <= STAGE_IN_CHILD_BYTES:
         zs, sha = parse_zone_bytes(raw, source=source)
-        return save_zone_set(store.con, zs, source=source, sha256=sha)
-    with tempfile.TemporaryDirectory(prefix="bikefleet-zones-") as tmp:
-        staged = str(Path(tmp) / "staged.duckdb")
-        if pool is not None:
-            pool.submit(stage_zone_document, raw, staged, source).result()
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(1, mp_context=ctx) as own:
-                own.submit(stage_zone_document, raw, staged, source).result()
-        return copy_zone_set(store.con, staged)
+        version = save_zone_set(store.con, zs, source=source, sha256=sha)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bikefleet-zones-") as tmp:
+            staged = str(Path(tmp) / "staged.arrow")
+            if pool is not None:
+                pool.submit(stage_zone_document, raw, staged, source).result()
+            else:
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(1, mp_context=ctx) as own:
+                    own.submit(stage_zone_document, raw, staged, source).result()
+            version = copy_zone_set(store.con, staged)
+    store.con.notify(ZONES_CHANNEL, str(version))  # every worker swaps it in
+    return version
 
 
 def export_zones(
@@ -235,14 +239,13 @@ def audit_parking(
     if taken is None:
         rows = store.con.execute(
             "SELECT max(taken_at) FROM fleet_snapshot WHERE city = ?", [name]
-        ).fetchall()
+        )
         taken = rows[0][0]
     if taken is None:
         raise EmptyStoreError(
             f"no fleet snapshot for {name}: run `bikefleet snapshot` first"
         )
-    snap = query_frame(
-        store.con,
+    snap = store.con.frame(
         "SELECT bike_id, vehicle_type, lat, lng, cell FROM fleet_snapshot "
         "WHERE city = ? AND taken_at = ? ORDER BY bike_id",
         [name, taken],

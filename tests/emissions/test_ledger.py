@@ -49,7 +49,7 @@ def city_rides(n: int = 300, seed: int = 1) -> pl.DataFrame:
 def balances(con) -> dict[str, tuple[int, int]]:
     rows = con.execute(
         "SELECT rider_id, sum(points), sum(co2_mg) FROM ledger GROUP BY 1"
-    ).fetchall()
+    )
     return {r: (int(p), int(c)) for r, p, c in rows}
 
 
@@ -61,12 +61,10 @@ def test_credit_twice_is_a_no_op(store) -> None:
     again = credit_trips(store, trips, SETTINGS)
     assert (again.considered, again.credited) == (0, 0)
     assert balances(store) == before
-    n = store.execute("SELECT count(*) FROM ledger").fetchall()[0][0]
+    n = store.execute("SELECT count(*) FROM ledger")[0][0]
     assert n == first.credited
     # The same trip asked again: the first decision comes back.
-    credited = store.execute("SELECT trip_id, entry_id FROM ledger LIMIT 1").fetchall()[
-        0
-    ]
+    credited = store.execute("SELECT trip_id, entry_id FROM ledger LIMIT 1")[0]
     assert trip_decision(store, credited[0])["entry"]["entry_id"] == credited[1]
 
 
@@ -81,7 +79,7 @@ def test_replay_in_any_order_gives_the_same_balances(tmp_path: Path) -> None:
     credit_trips(b, shuffled[:150], SETTINGS)
     assert balances(a) == balances(b)
     excl = "SELECT reason, count(*) FROM credit_exclusions GROUP BY 1 ORDER BY 1"
-    assert a.execute(excl).fetchall() == b.execute(excl).fetchall()
+    assert a.execute(excl) == b.execute(excl)
     assert verify_ledger(a).ok and verify_ledger(b).ok
 
 
@@ -95,12 +93,7 @@ def test_reversal_undoes_a_credit_and_is_idempotent(store) -> None:
     assert (c["points"], c["co2_mg"], c["entries_total"]) == (48, 48_650, 3)
     assert trip_decision(store, "t2")["status"] == "reversed"
     # Nothing was deleted: the credit is still there.
-    assert (
-        store.execute("SELECT count(*) FROM ledger WHERE trip_id = 't2'").fetchall()[0][
-            0
-        ]
-        == 2
-    )
+    assert store.execute("SELECT count(*) FROM ledger WHERE trip_id = 't2'")[0][0] == 2
     with pytest.raises(UnknownTripError, match="no credit to reverse"):
         reverse(store, "never-ridden")
 
@@ -159,7 +152,7 @@ def test_concurrent_credits_for_one_rider_never_lose_or_duplicate(store) -> None
     credit_trips(store, trips, SETTINGS)  # whatever the threads missed
     rows = store.execute(
         "SELECT count(*), count(DISTINCT trip_id), sum(co2_mg) FROM ledger"
-    ).fetchall()[0]
+    )[0]
     expected = sum((1_000 + i) * 48_650 // 1_000 for i in range(40))
     assert rows == (40, 40, expected)
     check = verify_ledger(store)
@@ -179,8 +172,7 @@ def test_credit_store_takes_every_pending_ride_and_reports_progress(store) -> No
         pl.lit("test").alias("source"),
     )
     cols = [*TRIP_STORE_COLUMNS, "load_id", "source"]
-    store.register("_t", trips.select(cols).to_arrow())
-    store.execute(f"INSERT INTO trips ({', '.join(cols)}) SELECT * FROM _t")
+    store.insert("trips", trips.select(cols), cols)
     seen: list[tuple[int, int]] = []
     s = credit_store(
         store, SETTINGS, batch=50, on_batch=lambda d, t: seen.append((d, t))
@@ -204,7 +196,7 @@ def test_checkpoint_lets_reports_rehash_only_new_entries(store) -> None:
     assert problems and "changed since it was verified" in problems[0]
     store.execute("UPDATE ledger SET co2_mg = co2_mg - 1 WHERE entry_id = 3")
     # Another field of an old row: only a full verification sees it.
-    city = store.execute("SELECT city FROM ledger WHERE entry_id = 3").fetchall()[0][0]
+    city = store.execute("SELECT city FROM ledger WHERE entry_id = 3")[0][0]
     store.execute("UPDATE ledger SET city = 'gotham' WHERE entry_id = 3")
     assert verify_ledger(store, since_checkpoint=True).ok
     assert verify_ledger(store).problems == (

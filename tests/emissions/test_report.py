@@ -12,7 +12,6 @@ import polars as pl
 import pypdf
 import pytest
 
-from emissions import report as report_mod
 from emissions.config import load_settings
 from emissions.errors import LedgerTamperedError, ReconciliationError
 from emissions.ledger import credit_trips, reverse
@@ -102,13 +101,13 @@ def test_report_fails_loudly_when_totals_do_not_reconcile(
     credited, monkeypatch
 ) -> None:
     # Simulate an aggregation that loses an entry: the independent SQL sum catches it.
-    real = report_mod.query_frame
+    real = credited.frame
 
-    def lossy(con, sql, params=None):
-        df = real(con, sql, params)
+    def lossy(sql, params=None):
+        df = real(sql, params)
         return df.head(df.height - 1) if "FROM ledger" in sql else df
 
-    monkeypatch.setattr(report_mod, "query_frame", lossy)
+    monkeypatch.setattr(credited, "frame", lossy)
     with pytest.raises(ReconciliationError, match="differs from the ledger"):
         build_report(credited, SETTINGS, start=YEAR[0], end=YEAR[1])
 

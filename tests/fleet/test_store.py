@@ -13,17 +13,15 @@ from fleet.errors import EmptyStoreError, UnknownFormatError
 from fleet.ingest import ingest_file
 from fleet.store import (
     pick_city,
-    query_frame,
     read_trips,
     replace_table_rows,
-    transaction,
 )
 from tests.conftest import TEST_DATA
 
 
 def counts(con) -> tuple[int, int, int]:
     return tuple(  # type: ignore[return-value]
-        con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+        con.execute(f"SELECT count(*) FROM {t}")[0][0]
         for t in ("trips", "quarantine", "loads")
     )
 
@@ -32,7 +30,7 @@ def test_ingest_stores_trips_and_quarantine_with_provenance(store) -> None:
     rep = ingest_file(store, TEST_DATA / "canonical_bad.csv")
     assert (rep.rows, rep.accepted, rep.rejected) == (11, 2, 9)
     assert counts(store) == (2, 9, 1)
-    q = query_frame(store, "SELECT * FROM quarantine ORDER BY line")
+    q = store.frame("SELECT * FROM quarantine ORDER BY line")
     assert q["source"][0].endswith("tests/data/canonical_bad.csv")
     assert q["line"].to_list() == [4, 5, 6, 7, 8, 9, 10, 11, 12]
     assert q["raw"].str.contains('"trip_id"').all()
@@ -66,7 +64,7 @@ def test_trips_already_in_the_store_are_quarantined_as_duplicates(
     )
     rep = ingest_file(store, other)
     assert rep.rejected_by_reason == {"duplicate_trip_id": 1}
-    q = query_frame(store, "SELECT * FROM quarantine WHERE source LIKE '%other.csv'")
+    q = store.frame("SELECT * FROM quarantine WHERE source LIKE '%other.csv'")
     assert q["detail"].to_list() == ["trip_id ok-1 is already in the store"]
     assert sorted(read_trips(store)["trip_id"]) == ["ok-1", "ok-2", "ok-3"]
 
@@ -86,7 +84,7 @@ def test_a_file_that_cannot_be_read_leaves_the_store_as_it_was(
 def test_a_failure_inside_a_load_rolls_everything_back(store) -> None:
     ingest_file(store, TEST_DATA / "canonical_bad.csv")
     before = counts(store)
-    with pytest.raises(RuntimeError), transaction(store):
+    with pytest.raises(RuntimeError), store.transaction():
         store.execute("DELETE FROM trips")
         store.execute("INSERT INTO quarantine VALUES (9, 'x', 1, 'r', 'd', '{}')")
         raise RuntimeError("disk full")
@@ -119,8 +117,8 @@ def test_replace_table_rows_swaps_only_the_matching_rows(store) -> None:
     replace_table_rows(
         store, "cell_flows", flows("a", 1), where={"city": "a", "h3_res": 9}
     )
-    got = query_frame(
-        store, "SELECT city, count(*) AS n FROM cell_flows GROUP BY 1 ORDER BY 1"
+    got = store.frame(
+        "SELECT city, count(*) AS n FROM cell_flows GROUP BY 1 ORDER BY 1"
     )
     assert got.rows() == [("a", 1), ("b", 2)]
     with pytest.raises(ValueError, match="not a derived table"):

@@ -151,7 +151,7 @@ def test_store_round_trip_and_atomic_swap(store) -> None:
     with pytest.raises(Exception, match="NOT NULL"):
         save_zone_set(store, broken, source="b.json", sha256="y")
     assert active_version(store) == v1
-    assert store.execute("SELECT count(*) FROM zones").fetchall()[0][0] == 1
+    assert store.execute("SELECT count(*) FROM zones")[0][0] == 1
     v2 = save_zone_set(store, parse_zones(geojson(GOOD)), source="c", sha256="z")
     assert v2 > v1 and active_version(store) == v2
     assert [z.zone_id for z in load_zone_set(store).zones] == ["ok"]

@@ -1,0 +1,560 @@
+"""The database seam under the package stores: one small interface, two backends.
+
+``Db`` is what ``fleet.store``, ``emissions.ledger``, ``rebalancing.store`` and
+the use cases call: ``execute`` (rows), ``frame`` (a polars frame), ``insert``
+(a bulk append), ``scratch`` (a frame visible to SQL for a join), a
+``transaction``, a ``writer`` section (one writer at a time of a hash chain),
+``notify``. SQL is written once with ``?`` placeholders and the types of
+DuckDB; where the dialects differ the stores ask ``db.dialect``.
+
+- ``DuckDb``: the embedded default, a file (or ``:memory:``), one process.
+- ``PgDb``: PostgreSQL through psycopg 3 and its connection pool; bulk
+  appends go through ``COPY``; each handle (``cursor()``) takes one pooled
+  connection on first use and gives it back on ``close()``. Types PostgreSQL
+  lacks are mapped (``pg_ddl``): ``UBIGINT`` (H3 cells) → ``BIGINT`` (every
+  H3 index is below 2^63), ``TINYINT`` → ``SMALLINT``, ``DOUBLE`` → ``DOUBLE
+  PRECISION``, ``BLOB`` → ``BYTEA``; frames read back with the DuckDB types.
+
+A lost connection (PostgreSQL restarting) raises ``StoreUnavailableError``
+(HTTP 503 with ``Retry-After``); the pool reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import decimal
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
+from typing import TYPE_CHECKING, Any, Literal
+
+import duckdb
+import polars as pl
+
+from fleet.errors import StoreUnavailableError
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+__all__ = [
+    "Db",
+    "DuckDb",
+    "PgDb",
+    "is_postgres_url",
+    "pg_ddl",
+]
+
+Params = Sequence[object] | None
+Dialect = Literal["duckdb", "postgres"]
+
+
+def is_postgres_url(db: object) -> bool:
+    """True for ``postgresql://...`` / ``postgres://...`` (else a DuckDB path)."""
+    return str(db).startswith(("postgresql://", "postgres://"))
+
+
+class Db:
+    """A handle on one store database (see the module docstring)."""
+
+    dialect: Dialect
+    #: Errors that mean "lost a race with another writer: try again".
+    conflicts: tuple[type[Exception], ...]
+    #: Errors of the database driver (printed as one line by the CLI).
+    errors: tuple[type[Exception], ...]
+    url: str
+
+    def execute(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
+        """Run one statement; its rows (empty for statements without any)."""
+        raise NotImplementedError
+
+    def script(self, sql: str) -> None:
+        """Run several ``;``-separated statements without parameters."""
+        raise NotImplementedError
+
+    def frame(self, sql: str, params: Params = None) -> pl.DataFrame:
+        """A query's rows as a polars frame, timestamps in UTC."""
+        raise NotImplementedError
+
+    def insert(
+        self,
+        table: str,
+        rows: pl.DataFrame,
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        """Append ``rows`` (its columns ``columns``, default all, in table order)."""
+        raise NotImplementedError
+
+    def scratch(self, name: str, rows: pl.DataFrame) -> AbstractContextManager[None]:
+        """``rows`` visible to SQL as table ``name`` within the block."""
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Run the block in one transaction; roll back on any exception."""
+        raise NotImplementedError
+
+    def writer(self, name: str) -> AbstractContextManager[None]:
+        """One transaction in which this handle is the only writer of ``name``
+        among every process and thread of the store."""
+        raise NotImplementedError
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Tell other processes of the store (PostgreSQL ``NOTIFY``; a no-op
+        on DuckDB, which one process owns)."""
+
+    def columns(self, table: str) -> list[str]:
+        """The columns of ``table`` in order."""
+        raise NotImplementedError
+
+    def cursor(self) -> Db:
+        """A new handle on the same store (one per thread or request)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def _utc(df: pl.DataFrame) -> pl.DataFrame:
+    fixes = [
+        pl.col(n).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+        for n, t in df.schema.items()
+        if isinstance(t, pl.Datetime)
+    ]
+    return df.with_columns(fixes) if fixes else df
+
+
+# ---------------------------------------------------------------- DuckDB
+
+
+_duck_locks: dict[str, threading.Lock] = {}
+_duck_guard = threading.Lock()
+
+
+class DuckDb(Db):
+    """The embedded DuckDB store (one process; threads use ``cursor()``)."""
+
+    dialect: Dialect = "duckdb"
+    conflicts = (duckdb.TransactionException, duckdb.ConstraintException)
+    errors = (duckdb.Error,)
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, url: str) -> None:
+        self.con = con
+        self.url = url
+        key = url if url != ":memory:" else f"mem:{id(con)}"
+        with _duck_guard:
+            self._lock = _duck_locks.setdefault(key, threading.Lock())
+
+    def execute(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
+        cur = self.con.execute(sql, list(params) if params is not None else None)
+        return cur.fetchall() if cur.description else []
+
+    def script(self, sql: str) -> None:
+        self.con.execute(sql)
+
+    def frame(self, sql: str, params: Params = None) -> pl.DataFrame:
+        table = self.con.sql(
+            sql, params=list(params) if params else None
+        ).to_arrow_table()
+        df = pl.from_arrow(table)
+        assert isinstance(df, pl.DataFrame)
+        return _utc(df)
+
+    def insert(
+        self,
+        table: str,
+        rows: pl.DataFrame,
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        cols = list(columns) if columns is not None else self.columns(table)
+        name = f"_ins_{table}"
+        with self.scratch(name, rows.select(cols)):
+            self.con.execute(
+                f"INSERT INTO {table} ({', '.join(cols)}) "
+                f"SELECT {', '.join(cols)} FROM {name}"
+            )
+
+    @contextmanager
+    def scratch(self, name: str, rows: pl.DataFrame) -> Iterator[None]:
+        self.con.register(name, rows.to_arrow())
+        try:
+            yield
+        except BaseException:
+            # In an aborted transaction DuckDB refuses even this: the error
+            # that aborted it is the one to report.
+            with suppress(duckdb.Error):
+                self.con.unregister(name)
+            raise
+        self.con.unregister(name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    @contextmanager
+    def writer(self, name: str) -> Iterator[None]:
+        # The lock before BEGIN: the transaction then reads what the previous
+        # writer committed (DuckDB's snapshot starts at BEGIN).
+        with self._lock, self.transaction():
+            yield
+
+    def columns(self, table: str) -> list[str]:
+        return [str(r[0]) for r in self.con.execute(f"DESCRIBE {table}").fetchall()]
+
+    def cursor(self) -> DuckDb:
+        return DuckDb(self.con.cursor(), self.url)
+
+    def close(self) -> None:
+        self.con.close()
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+_PG_TYPES = (
+    (re.compile(r"\bUBIGINT\b"), "BIGINT"),
+    (re.compile(r"\bTINYINT\b"), "SMALLINT"),
+    (re.compile(r"\bDOUBLE\b(?! PRECISION)"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+)
+
+
+def pg_ddl(sql: str) -> str:
+    """DuckDB DDL with the types PostgreSQL lacks mapped (see the module doc)."""
+    for pattern, repl in _PG_TYPES:
+        sql = pattern.sub(repl, sql)
+    return sql
+
+
+def _pg_sql(sql: str) -> str:
+    """``?`` placeholders → ``%s`` (and a literal ``%`` → ``%%``), outside quotes."""
+    out: list[str] = []
+    quoted = False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        if ch == "%":
+            out.append("%%")
+        elif ch == "?" and not quoted:
+            out.append("%s")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+# Column types by PostgreSQL type oid, read back as the DuckDB tables have them.
+_OIDS: dict[int, pl.DataType] = {
+    16: pl.Boolean(),
+    17: pl.Binary(),
+    20: pl.Int64(),
+    21: pl.Int8(),  # SMALLINT holds the DuckDB TINYINT columns
+    23: pl.Int32(),
+    25: pl.String(),
+    700: pl.Float32(),
+    701: pl.Float64(),
+    1043: pl.String(),
+    1082: pl.Date(),
+    1114: pl.Datetime("us"),
+    1184: pl.Datetime("us", "UTC"),
+    1009: pl.List(pl.String()),
+    1015: pl.List(pl.String()),
+}
+_CELL = re.compile(r"(^|_)cell$")
+
+_pools: dict[str, ConnectionPool] = {}
+_pools_guard = threading.Lock()
+
+
+def _pool(url: str) -> ConnectionPool:
+    from psycopg_pool import ConnectionPool
+
+    with _pools_guard:
+        pool = _pools.get(url)
+        if pool is None:
+            pool = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=16,
+                kwargs={"autocommit": True},
+                configure=_configure,
+                timeout=5.0,
+                reconnect_timeout=3600.0,
+                open=True,
+                name="bikefleet",
+            )
+            _pools[url] = pool
+        return pool
+
+
+def _configure(con: psycopg.Connection[Any]) -> None:
+    con.execute("SET TimeZone = 'UTC'")  # not in the URL's options: those are
+    # the operator's (a search_path, say)
+
+
+@atexit.register
+def close_pools() -> None:
+    """Close every pool of this process (at exit, and in tests)."""
+    with _pools_guard:
+        pools = list(_pools.values())
+        _pools.clear()
+    for p in pools:
+        p.close()
+
+
+class PgDb(Db):
+    """PostgreSQL through a psycopg 3 pool (see the module docstring)."""
+
+    dialect: Dialect = "postgres"
+    url: str
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+        import psycopg_pool
+
+        self.url = url
+        self.conflicts = (
+            psycopg.errors.UniqueViolation,
+            psycopg.errors.SerializationFailure,
+            psycopg.errors.DeadlockDetected,
+        )
+        self.errors = (psycopg.Error, psycopg_pool.PoolTimeout)
+        self._down = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+        self._pool = _pool(url)
+        self._con: psycopg.Connection[Any] | None = None
+        self._depth = 0
+
+    # A pooled connection is held from first use until close().
+    def _conn(self) -> psycopg.Connection[Any]:
+        if self._con is None:
+            try:
+                self._con = self._pool.getconn()
+            except self._down as e:
+                raise self._unavailable(e) from None
+        return self._con
+
+    def _unavailable(self, e: BaseException) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"the PostgreSQL store is unavailable ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]}); try again shortly"
+        )
+
+    @contextmanager
+    def _guard(self) -> Iterator[psycopg.Connection[Any]]:
+        con = self._conn()
+        try:
+            yield con
+        except self._down as e:
+            self._drop()
+            raise self._unavailable(e) from None
+
+    def _drop(self) -> None:
+        """Give a broken connection back (the pool replaces it)."""
+        con, self._con = self._con, None
+        self._depth = 0
+        if con is not None:
+            self._pool.putconn(con)
+
+    def execute(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
+        with self._guard() as con:
+            cur = con.execute(
+                _pg_sql(sql) if params else sql,
+                list(params) if params else None,
+            )
+            return cur.fetchall() if cur.description else []
+
+    def script(self, sql: str) -> None:
+        with self._guard() as con:
+            con.execute(sql.encode())  # no parameters: many statements at once
+
+    def frame(self, sql: str, params: Params = None) -> pl.DataFrame:
+        with self._guard() as con, con.cursor(binary=True) as cur:
+            cur.execute(
+                _pg_sql(sql) if params else sql,
+                list(params) if params else None,
+            )
+            assert cur.description is not None
+            names = [d.name for d in cur.description]
+            types = [_OIDS.get(d.type_code) for d in cur.description]
+            rows = cur.fetchall()
+        cols = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+        series = [
+            _series(n, list(c), t) for n, c, t in zip(names, cols, types, strict=True)
+        ]
+        return pl.DataFrame(series)
+
+    def insert(
+        self,
+        table: str,
+        rows: pl.DataFrame,
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        cols = list(columns) if columns is not None else self.columns(table)
+        if rows.height == 0:
+            return
+        data = rows.select(cols).with_columns(
+            [_copyable(n, t).alias(n) for n, t in rows.select(cols).schema.items()]
+        )
+        sql = f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT csv)"
+        with self._guard() as con, con.cursor() as cur, cur.copy(sql) as copy:
+            step = 200_000
+            for off in range(0, data.height, step):
+                copy.write(
+                    data.slice(off, step).write_csv(
+                        include_header=False, quote_style="non_numeric"
+                    )
+                )
+
+    @contextmanager
+    def scratch(self, name: str, rows: pl.DataFrame) -> Iterator[None]:
+        types = ", ".join(f"{n} {_pg_type(t)}" for n, t in rows.schema.items())
+        self.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
+        self.execute(f"CREATE TEMP TABLE {name} ({types})")
+        try:
+            self.insert(name, rows, rows.columns)
+            yield
+        finally:
+            if self._con is not None:
+                self.execute(f"DROP TABLE IF EXISTS {name}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._guard() as con:
+            if self._depth:  # nested: part of the outer transaction
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            con.execute("BEGIN")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                if self._con is not None and not self._con.closed:
+                    try:
+                        con.execute("ROLLBACK")
+                    except self._down:
+                        self._drop()
+                self._depth = 0
+                raise
+            self._depth = 0
+            con.execute("COMMIT")
+
+    @contextmanager
+    def writer(self, name: str) -> Iterator[None]:
+        with self.transaction():
+            # Held until COMMIT/ROLLBACK; READ COMMITTED statements after it
+            # see what the previous holder committed.
+            self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [name])
+            yield
+
+    def notify(self, channel: str, payload: str) -> None:
+        self.execute("SELECT pg_notify(?, ?)", [channel, payload])
+
+    def columns(self, table: str) -> list[str]:
+        rows = self.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = ? AND table_schema = current_schema() "
+            "ORDER BY ordinal_position",
+            [table],
+        )
+        if not rows:
+            raise LookupError(f"no table {table!r} in the store")
+        return [str(r[0]) for r in rows]
+
+    def cursor(self) -> PgDb:
+        return PgDb(self.url)
+
+    def close(self) -> None:
+        con, self._con = self._con, None
+        if con is not None:
+            if self._depth:
+                con.rollback()
+            self._depth = 0
+            self._pool.putconn(con)
+
+    def listen(self, channels: Sequence[str]) -> psycopg.Connection[Any]:
+        """A new connection (outside the pool) that listens on ``channels``."""
+        import psycopg
+
+        try:
+            con = psycopg.connect(self.url, autocommit=True)
+            _configure(con)
+        except self._down as e:
+            raise self._unavailable(e) from None
+        for c in channels:
+            con.execute(f"LISTEN {c}")
+        return con
+
+
+def _series(name: str, values: list[Any], dtype: pl.DataType | None) -> pl.Series:
+    if (
+        dtype is None
+        and values
+        and isinstance(
+            next((v for v in values if v is not None), None), decimal.Decimal
+        )
+    ):
+        # numeric (PostgreSQL's sum of BIGINT): exact integers stay integers.
+        if all(v is None or v == v.to_integral_value() for v in values):
+            return pl.Series(name, [None if v is None else int(v) for v in values])
+        return pl.Series(name, [None if v is None else float(v) for v in values])
+    if dtype == pl.Int64() and _CELL.search(name):
+        dtype = pl.UInt64()
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone == "UTC":
+        values = [None if v is None else v.astimezone(dt.UTC) for v in values]
+    return pl.Series(name, values, dtype=dtype, strict=False)
+
+
+def _copyable(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A column as PostgreSQL's CSV COPY reads it."""
+    col = pl.col(name)
+    if dtype == pl.UInt64():
+        return col.cast(pl.Int64)
+    if dtype == pl.Binary():
+        return pl.lit("\\x") + col.bin.encode("hex")
+    if isinstance(dtype, pl.List):
+        inner = col.list.eval(
+            pl.lit('"')
+            + pl.element().cast(pl.String).str.replace_all(r"([\\\"])", r"\\$1")
+            + pl.lit('"')
+        )
+        return pl.lit("{") + inner.list.join(",") + pl.lit("}")
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        return col.dt.replace_time_zone("UTC")
+    return col
+
+
+def _pg_type(dtype: pl.DataType) -> str:
+    if dtype in (pl.Int8(), pl.Int16()):
+        return "SMALLINT"
+    if dtype in (pl.Int32(), pl.UInt8(), pl.UInt16()):
+        return "INTEGER"
+    if dtype.is_integer():
+        return "BIGINT"
+    if dtype.is_float():
+        return "DOUBLE PRECISION"
+    if dtype == pl.Boolean():
+        return "BOOLEAN"
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ"
+    if dtype == pl.Date():
+        return "DATE"
+    if dtype == pl.Binary():
+        return "BYTEA"
+    return "TEXT"
+
+
+def close_pool(url: str) -> None:
+    """Close this process's pool of ``url`` (a test's schema, say)."""
+    with _pools_guard:
+        pool = _pools.pop(url, None)
+    if pool is not None:
+        pool.close()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ from api.usecases.store import Store
 from emissions.config import load_settings
 from emissions.render import FORMATS, write_report
 from emissions.report import Report, mg_to
+from fleet.db import is_postgres_url
 from fleet.errors import InvalidConfigError
 from fleet.store import default_db_path
 
@@ -176,9 +178,13 @@ def report(
     out.print(f"wrote {path}")
 
 
-def _reports_dir(db: Path | None) -> Path:
-    """``reports/`` beside the store (the demo's ``data/reports/``)."""
-    return Path(db or default_db_path()).parent / "reports"
+def _reports_dir(db: str | None) -> Path:
+    """``reports/`` beside the store (the demo's ``data/reports/``); for a
+    PostgreSQL store, ``$BIKEFLEET_DATA/reports`` (``data/reports``)."""
+    where = db or default_db_path()
+    if is_postgres_url(where):
+        return Path(os.environ.get("BIKEFLEET_DATA", "data")) / "reports"
+    return Path(where).parent / "reports"
 
 
 def print_headline(rep: Report) -> None:

@@ -28,6 +28,7 @@ from api.clikit import (
     progress,
     section,
 )
+from api.db_cli import db_app
 from api.usecases.carbon import emissions_report
 from api.usecases.fleet import (
     add_city,
@@ -69,6 +70,7 @@ app.add_typer(carbon_cli.ledger_app, name="ledger")
 app.command("report")(carbon_cli.report)
 app.command("serve")(serve_cli.serve)
 app.add_typer(serve_cli.keys_app, name="keys")
+app.add_typer(db_app, name="db")
 cities_app = typer.Typer(
     help="Cities: the time zone and metro status of each one.", no_args_is_help=True
 )
@@ -372,7 +374,7 @@ def demo(
     """
     params = SynthParams(trips=trips, days=days, bikes=max(trips // 60, 100))
     synth_dir = data_dir / "synth"
-    db = data_dir / "bikefleet.duckdb"
+    db = str(data_dir / "bikefleet.duckdb")
     section("1. synthetic city")
     files = _write_synth(params, synth_dir)
     section("2. ingest")

@@ -6,7 +6,6 @@ import datetime as dt
 import functools
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -51,11 +50,13 @@ err = _console(sys.stderr, stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DbOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="DuckDB store file (default: $BIKEFLEET_DB, else "
-        "data/bikefleet.duckdb). Commands that only read refuse a missing store.",
+        help="The store: a DuckDB file, or a PostgreSQL URL "
+        "(postgresql://user@host/dbname) that the service and the commands share "
+        "(default: $BIKEFLEET_DB, else data/bikefleet.duckdb). Commands that only "
+        "read refuse a missing store.",
     ),
 ]
 CityOpt = Annotated[

@@ -128,7 +128,7 @@ def _utc(df: pl.DataFrame) -> pl.DataFrame:
 # ---------------------------------------------------------------- DuckDB
 
 
-_duck_locks: dict[str, threading.Lock] = {}
+_duck_locks: dict[str, threading.RLock] = {}
 _duck_guard = threading.Lock()
 
 
@@ -144,7 +144,8 @@ class DuckDb(Db):
         self.url = url
         key = url if url != ":memory:" else f"mem:{id(con)}"
         with _duck_guard:
-            self._lock = _duck_locks.setdefault(key, threading.Lock())
+            self._lock = _duck_locks.setdefault(key, threading.RLock())
+        self._depth = 0
 
     def execute(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
         cur = self.con.execute(sql, list(params) if params is not None else None)
@@ -190,12 +191,22 @@ class DuckDb(Db):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        if self._depth:  # nested: part of the outer transaction
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         self.con.execute("BEGIN TRANSACTION")
+        self._depth = 1
         try:
             yield
         except BaseException:
+            self._depth = 0
             self.con.execute("ROLLBACK")
             raise
+        self._depth = 0
         self.con.execute("COMMIT")
 
     @contextmanager

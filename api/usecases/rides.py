@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,9 +36,6 @@ from fleet.types import City, Processed, ValidationLimits
 __all__ = ["RIDE_SOURCE", "RideResult", "RideWindow", "ingest_rides"]
 
 RIDE_SOURCE = "api:/v1/rides"
-
-_locks: dict[str, threading.Lock] = {}
-_guard = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +67,6 @@ class RideResult:
     @property
     def created(self) -> bool:
         return self.status in ("credited", "excluded") and not self.replayed
-
-
-def _lock(store: Store) -> threading.Lock:
-    with _guard:
-        return _locks.setdefault(store.path, threading.Lock())
 
 
 def _raw_frame(rides: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
@@ -147,7 +138,9 @@ def ingest_rides(
     window = window or RideWindow()
     cities = store.cities()
     settings = settings.for_cities(cities)
-    with _lock(store):
+    # One transaction, one writer of rides at a time in every process of the
+    # store: a ride is stored and credited together, or not at all.
+    with store.con.writer("rides"):
         ids = [str(r["trip_id"]) for r in rides]
         stored = {r["trip_id"]: r for r in known_trip_ids(store.con, ids).to_dicts()}
         results: dict[int, RideResult] = {}

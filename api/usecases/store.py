@@ -47,7 +47,9 @@ __all__ = [
     "ZONES_CHANNEL",
     "Store",
     "latest_snapshot",
+    "schema_status",
     "upgrade",
+    "upgrade_store",
     "write_snapshot",
 ]
 
@@ -165,6 +167,26 @@ def _safe(url: str) -> str:
         cred, host = rest.rsplit("@", 1)
         return f"{scheme}://{cred.split(':', 1)[0]}@{host}"
     return url
+
+
+def upgrade_store(db: Path | str | None = None) -> tuple[int, list[int]]:
+    """Bring the store at ``db`` to this code's schema (creating a DuckDB file
+    if missing); return the version it was at and the versions applied."""
+    con = open_store(db if db is not None else default_db_path(), create=True)
+    try:
+        before = _version(con)
+        return before, upgrade(con)
+    finally:
+        con.close()
+
+
+def schema_status(db: Path | str | None = None) -> tuple[int, int]:
+    """The store's schema version and this code's."""
+    con = open_store(db if db is not None else default_db_path(), create=False)
+    try:
+        return _version(con), SCHEMA_VERSION
+    finally:
+        con.close()
 
 
 def check_version(con: Db) -> None:

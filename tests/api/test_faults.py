@@ -49,11 +49,11 @@ def consistent(db: Path) -> None:
             "SELECT l.load_id, l.accepted, count(t.trip_id) FROM loads l "
             "LEFT JOIN trips t USING (load_id) GROUP BY ALL "
             "HAVING l.accepted != count(t.trip_id)"
-        ).fetchall()
+        )
         orphans = s.con.execute(
             "SELECT count(*) FROM trips "
             "WHERE load_id NOT IN (SELECT load_id FROM loads)"
-        ).fetchall()[0][0]
+        )[0][0]
     assert bad == [] and orphans == 0
 
 
@@ -64,7 +64,7 @@ def totals(db: Path) -> tuple:
             "(SELECT count(*) FROM loads), (SELECT count(*) FROM ledger), "
             "(SELECT sum(co2_mg) FROM ledger), (SELECT sum(points) FROM ledger), "
             "(SELECT count(*) FROM credit_exclusions)"
-        ).fetchall()[0]
+        )[0]
 
 
 @pytest.fixture(scope="module")

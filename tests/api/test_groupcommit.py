@@ -84,7 +84,5 @@ def test_concurrent_rides_each_get_their_own_answer(tmp_path: Path) -> None:
     assert answers == [(201, f"G{i:03d}", False) for i in range(40)]
     assert again.status_code == 200 and again.json()["replayed"] is True
     with Store.open(db) as store:
-        n = store.con.execute(
-            "SELECT count(*) FROM ledger WHERE kind = 'credit'"
-        ).fetchall()
+        n = store.con.execute("SELECT count(*) FROM ledger WHERE kind = 'credit'")
     assert n == [(40,)]

@@ -68,9 +68,7 @@ def H(api) -> dict[str, str]:
 
 def quarantined(db: Path) -> list[tuple]:
     with Store.open(db) as s:
-        return s.con.execute(
-            "SELECT source, reason FROM quarantine ORDER BY reason"
-        ).fetchall()
+        return s.con.execute("SELECT source, reason FROM quarantine ORDER BY reason")
 
 
 # -- one ride path -----------------------------------------------------------------
@@ -132,7 +130,7 @@ def test_batch_gives_one_result_per_ride_and_is_idempotent(api) -> None:
     again = api.post("/v1/rides/batch", json={"rides": rides[:5]}, headers=H(api))
     assert all(x["replayed"] for x in again.json()["results"])
     with Store.open(api.db) as s:
-        assert s.con.execute("SELECT count(*) FROM ledger").fetchall()[0][0] == 5
+        assert s.con.execute("SELECT count(*) FROM ledger")[0][0] == 5
     too_many = api.post(
         "/v1/rides/batch", json={"rides": [ride("x")] * 10_001}, headers=H(api)
     )
@@ -368,9 +366,7 @@ def test_a_new_plan_supersedes_and_the_report_counts_it_once(tmp_path: Path) -> 
         got = plans_for_report(s)(dt.date(2026, 1, 1), dt.date(2026, 12, 31), None)
         assert got["plan_id"].to_list() == [second, other]
         assert got["truck_km"].sum() == 15.5
-        rows = dict(
-            s.con.execute("SELECT plan_id, superseded_by FROM plans").fetchall()
-        )
+        rows = dict(s.con.execute("SELECT plan_id, superseded_by FROM plans"))
         assert rows == {first: second, second: None, other: None}
 
 

@@ -46,9 +46,7 @@ def _wait_running(get, job_id: str, h: dict[str, str]) -> None:
 
 def _jobs(db: Path) -> dict[str, tuple[str, str | None]]:
     with Store.open(db) as store:
-        rows = store.con.execute(
-            "SELECT job_id, status, error FROM plan_jobs"
-        ).fetchall()
+        rows = store.con.execute("SELECT job_id, status, error FROM plan_jobs")
     return {j: (s, e) for j, s, e in rows}
 
 

@@ -50,6 +50,10 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+#: Seconds a client is told to wait after a 503 (store unavailable).
+RETRY_AFTER_S = 2
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
@@ -75,7 +79,13 @@ def install_error_handlers(app: FastAPI) -> None:
         status = exc.http_status
         if status >= 500:
             log.error("%s: %s", type(exc).__name__, exc)
-        return JSONOut({"error": type(exc).__name__, "detail": _one_line(exc)}, status)
+        # 503: the store is busy or its server is down for now; clients retry.
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+        return JSONOut(
+            {"error": type(exc).__name__, "detail": _one_line(exc)},
+            status,
+            headers=headers,
+        )
 
     @app.exception_handler(GeofenceError)
     async def zones_error(_: Request, exc: GeofenceError) -> Response:

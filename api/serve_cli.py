@@ -27,6 +27,7 @@ from api.usecases.keys import (
     revoke_key,
 )
 from api.usecases.store import Store, latest_snapshot
+from fleet.db import is_postgres_url
 from fleet.errors import InvalidConfigError
 from fleet.store import default_db_path
 
@@ -102,7 +103,8 @@ def serve(
     workers: Annotated[
         int,
         typer.Option(
-            help="Processes sharing the port: one owns the store, the others "
+            help="Processes sharing the port. On PostgreSQL all are equal and "
+            "serve every endpoint; on DuckDB one owns the store and the others "
             "answer parking checks and pass the rest to it (see the README).",
             min=1,
             max=32,
@@ -144,8 +146,13 @@ def serve(
     replica_of: Annotated[
         str | None, typer.Option(hidden=True, help="Internal: run as a replica.")
     ] = None,
+    sibling: Annotated[
+        bool,
+        typer.Option(hidden=True, help="Internal: an equal worker of a service."),
+    ] = False,
 ) -> None:
-    """Start the HTTP service (OpenAPI at /docs) on the embedded DuckDB store.
+    """Start the HTTP service (OpenAPI at /docs) on the store: the embedded
+    DuckDB file, or a PostgreSQL database shared with the commands.
 
     Example: bikefleet serve --db data/bikefleet.duckdb --port 8000 --workers 2
     """
@@ -179,6 +186,31 @@ def serve(
         max_time_limit_s=max_time_limit,
         max_trucks=max_trucks,
     )
+    if sibling:  # one of the equal workers on a PostgreSQL store
+        app = make_app(path, job_limits=limits, recover_jobs=False)
+        uvicorn.Server(config(app)).run(sockets=[reuse_port_socket(host, port)])
+        return
+    if is_postgres_url(path) and workers > 1:
+        _bind(host, port).close()  # in use: say so before anything starts
+        app = make_app(path, job_limits=limits)
+        public = reuse_port_socket(host, port)
+        argv = [sys.executable, "-m", "api.cli", "serve", "--db", str(path)]
+        argv += ["--host", host, "--port", str(port), "--sibling"]
+        argv += [f"--plan-jobs={plan_jobs}", f"--plan-jobs-per-key={plan_jobs_per_key}"]
+        argv += [f"--max-time-limit={max_time_limit}", f"--max-trucks={max_trucks}"]
+        argv += ["--private-metrics"] if private_metrics else []
+        argv += ["--no-docs"] if no_docs else []
+        argv += ["--body-timeout", str(body_timeout)]
+        siblings = [subprocess.Popen(argv) for _ in range(workers - 1)]
+        out.print(
+            f"bikefleet API on http://{host}:{port} (docs at /docs): {workers} "
+            "equal workers on the PostgreSQL store"
+        )
+        try:
+            uvicorn.Server(config(app)).run(sockets=[public])
+        finally:
+            _stop_all(siblings)
+        return
     if workers == 1:
         sock = _bind(host, port)
         app = make_app(path, job_limits=limits)
@@ -228,10 +260,14 @@ def serve(
     try:
         uvicorn.Server(config(app)).run(sockets=[public, private])
     finally:
-        for p in replicas:
-            p.terminate()
-        for p in replicas:
-            p.wait(timeout=30)
+        _stop_all(replicas)
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    for p in children:
+        p.terminate()
+    for p in children:
+        p.wait(timeout=30)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -48,6 +48,7 @@ def create_app(
     docs: bool = True,
     body_timeout_s: float = 30.0,
     prewarm: bool = False,
+    recover_jobs: bool = True,
 ) -> FastAPI:
     """The bikefleet HTTP service over the store ``db``.
 
@@ -60,6 +61,9 @@ def create_app(
     longer is answered 408 (slow clients hold no worker for long).
     ``prewarm``: start the helper process (large zone documents, report
     files) with the service rather than on first use (``bikefleet serve``).
+    ``recover_jobs``: mark plan jobs a stopped server left unfinished as failed
+    (one process of a service does it: the others of a PostgreSQL store's
+    equal workers may be running theirs).
     """
     svc = Service(
         db,
@@ -72,6 +76,7 @@ def create_app(
         check_limits=check_limits,
         public_metrics=public_metrics,
         prewarm=prewarm,
+        recover_jobs=recover_jobs,
     )
 
     @asynccontextmanager

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -28,10 +29,17 @@ from api.models import PlanIn
 from api.usecases.keys import KeyRing
 from api.usecases.plans import Router, fail_jobs, fail_unfinished, run_plan_job
 from api.usecases.rides import RideResult, RideWindow, ingest_rides
-from api.usecases.store import Store, latest_snapshot, write_snapshot
+from api.usecases.store import (
+    KEYS_CHANNEL,
+    ZONES_CHANNEL,
+    Store,
+    latest_snapshot,
+    write_snapshot,
+)
 from api.usecases.zones import ZoneState, load_zone_document, zone_state
 from emissions.types import Settings
 from fleet.cells import DEFAULT_RES
+from fleet.db import is_postgres_url
 from geofence.errors import NoZonesError
 from geofence.store import active_version
 from rebalancing.types import PlanParams
@@ -64,6 +72,7 @@ class Service:
         check_limits: CheckLimits | None = None,
         public_metrics: bool = True,
         prewarm: bool = False,
+        recover_jobs: bool = True,
     ) -> None:
         self.db = str(db)
         self.settings = settings
@@ -77,14 +86,22 @@ class Service:
         self.public_metrics = public_metrics
         self.prewarm = prewarm
         self._bodies: dict[str, PlanIn] = {}
-        self.worker = f"replica-{os.getpid()}" if replica else "primary"
+        self.worker = (
+            f"replica-{os.getpid()}"
+            if replica
+            else f"worker-{os.getpid()}"
+            if is_postgres_url(db)
+            else "primary"
+        )
         self.snapshot: Path | None = None
         self.parent = os.getppid()
         self.metrics = Metrics()
         self.zones: ZoneState | None = None
         self._store: Store | None = None
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
         self.open()
-        if not replica:
+        if not replica and recover_jobs:
             # Jobs a stopped server left behind. Once per process: a job this
             # process started before a shutdown and reopen may still be running.
             fail_unfinished(self.store())
@@ -112,8 +129,49 @@ class Service:
         ):
             self._swap(state)
         self.publish()
+        if self._store.shared:
+            self._stop.clear()
+            self._listener = threading.Thread(
+                target=self._listen, name="bikefleet-listen", daemon=True
+            )
+            self._listener.start()
         if self.prewarm and not self.replica:
             self.helper().submit(_warm_helper)
+
+    def _listen(self) -> None:
+        """Shared store: follow what other processes change (zone swaps, keys
+        created or revoked), each within a second."""
+        assert self._store is not None
+        for channel, payload in self._store.changes(self._stop):
+            try:
+                if channel == KEYS_CHANNEL:
+                    self.keys.forget(payload)
+                elif channel == ZONES_CHANNEL:
+                    self.refresh_zones(int(payload))
+                elif channel == "":  # reconnected: may have missed some
+                    self.keys.forget_all()
+                    self.refresh_zones(None)
+            except Exception:
+                log.exception("could not follow a change of the store")
+
+    def refresh_zones(self, version: int | None) -> bool:
+        """Swap in zone set ``version`` (the active one when None) unless it is
+        the one in service; True when it swapped."""
+
+        def work(store: Store) -> ZoneState | None:
+            wanted = version if version is not None else active_version(store.con)
+            if wanted is None or (
+                self.zones is not None and self.zones.version == wanted
+            ):
+                return None
+            return zone_state(store, wanted)
+
+        state = self.with_store(work)
+        if state is None:
+            return False
+        if self.zones is None or state.version > self.zones.version:
+            self._swap(state)
+        return True
 
     def _count_group(self, rides: int) -> None:
         self.metrics.ride_groups.inc()
@@ -232,6 +290,10 @@ class Service:
     def close(self) -> None:
         if self._store is None:
             return
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+            self._listener = None
         self.plans.close()
         if self._helper is not None:
             self._helper.shutdown(wait=False, cancel_futures=True)

@@ -335,7 +335,11 @@ class PgDb(Db):
             psycopg.errors.DeadlockDetected,
         )
         self.errors = (psycopg.Error, psycopg_pool.PoolTimeout)
-        self._down = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+        self._down = (
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            psycopg_pool.PoolTimeout,
+        )
         self._pool = _pool(url)
         self._con: psycopg.Connection[Any] | None = None
         self._depth = 0
@@ -491,18 +495,38 @@ class PgDb(Db):
             self._depth = 0
             self._pool.putconn(con)
 
-    def listen(self, channels: Sequence[str]) -> psycopg.Connection[Any]:
-        """A new connection (outside the pool) that listens on ``channels``."""
+    def listen(
+        self, channels: Sequence[str], stop: threading.Event, *, poll_s: float = 0.5
+    ) -> Iterator[tuple[str, str]]:
+        """Notifications on ``channels`` as ``(channel, payload)``, until
+        ``stop`` is set; on a dedicated connection outside the pool. When the
+        connection is lost it reconnects (every second until the server is
+        back) and yields ``("", "")``: whatever was sent meanwhile was missed."""
         import psycopg
 
-        try:
-            con = psycopg.connect(self.url, autocommit=True)
-            _configure(con)
-        except self._down as e:
-            raise self._unavailable(e) from None
-        for c in channels:
-            con.execute(f"LISTEN {c}")
-        return con
+        con: psycopg.Connection[Any] | None = None
+        lost = False
+        while not stop.is_set():
+            try:
+                if con is None:
+                    con = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+                    for c in channels:
+                        con.execute(f"LISTEN {c}")
+                    if lost:
+                        lost = False
+                        yield "", ""
+                for n in con.notifies(timeout=poll_s):
+                    yield n.channel, n.payload
+                    if stop.is_set():
+                        break
+            except self._down:
+                lost = True
+                if con is not None:
+                    con.close()
+                    con = None
+                stop.wait(1.0)
+        if con is not None:
+            con.close()
 
 
 def _series(name: str, values: list[Any], dtype: pl.DataType | None) -> pl.Series:

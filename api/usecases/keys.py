@@ -171,6 +171,12 @@ class KeyRing:
             self._cache.pop(key_id, None)
             self._unknown.pop(key_id, None)
 
+    def forget_all(self) -> None:
+        """Drop everything cached (after missing notifications)."""
+        with self._lock:
+            self._cache.clear()
+            self._unknown.clear()
+
     def _load(self, key_id: str) -> tuple[str, ApiKey] | None:
         with self._lock:
             self.lookups += 1

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,7 +34,7 @@ import psycopg_pool
 
 from emissions.ledger import LEDGER_SCHEMA_SQL
 from fleet.cities import CITIES, Cities
-from fleet.db import Db, DuckDb, pg_ddl
+from fleet.db import Db, DuckDb, PgDb, pg_ddl
 from fleet.errors import SchemaVersionError
 from fleet.store import SCHEMA_SQL, default_db_path, open_store, stored_cities
 from geofence.store import ZONE_SCHEMA_SQL, active_version
@@ -227,6 +229,15 @@ class Store:
             con.close()
             raise
         return cls(con, path=str(where))
+
+    def changes(self, stop: threading.Event) -> Iterator[tuple[str, str]]:
+        """What other processes changed, as ``(channel, payload)``: a zone set
+        activated (``ZONES_CHANNEL``, its version) or a key created or revoked
+        (``KEYS_CHANNEL``, its id); ``("", "")`` after a lost connection (look
+        again at everything). Only a shared (PostgreSQL) store has any."""
+        if not isinstance(self.con, PgDb):
+            return iter(())
+        return self.con.listen((ZONES_CHANNEL, KEYS_CHANNEL), stop)
 
     @property
     def shared(self) -> bool:

@@ -244,13 +244,18 @@ def _prior_counts(
     con: Db, todo: pl.DataFrame, timezones: Mapping[str, str]
 ) -> pl.DataFrame | None:
     """Credited rides already in the ledger per rider and local day, for the
-    riders and days of ``todo``. Only ledger rows that start within a day of
-    ``todo``'s rides are read (the caps are per local day; no time zone is
-    more than 14 h from UTC), so the cost follows the batch, not the ledger."""
+    riders and days of ``todo``. Only ledger rows that start within three days
+    of ``todo``'s rides are read, so the cost follows the batch, not the ledger.
+
+    Why three: the cap counts a rider's rides per local date whatever the
+    city, and zones run from UTC-12 to UTC+14, so the rides of one local date
+    start anywhere in 50 hours of UTC (a rider's Beijing morning and Austin
+    evening of the same date); one day was not enough, and crediting in
+    batches then let a rider past the cap."""
     if todo.height == 0:
         return None
     lo, hi = todo["started_at"].min(), todo["started_at"].max()
-    day = dt.timedelta(days=1)
+    day = dt.timedelta(days=3)
     assert isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime)
     riders = todo["rider_id"].unique()
     with con.scratch("_riders", pl.DataFrame({"rider_id": riders})):

@@ -187,7 +187,7 @@ def serve(
         max_trucks=max_trucks,
     )
     if sibling:  # one of the equal workers on a PostgreSQL store
-        app = make_app(path, job_limits=limits, recover_jobs=False)
+        app = make_app(path, job_limits=limits, recover_jobs=False, sibling=True)
         uvicorn.Server(config(app)).run(sockets=[reuse_port_socket(host, port)])
         return
     if is_postgres_url(path) and workers > 1:

@@ -49,6 +49,7 @@ def create_app(
     body_timeout_s: float = 30.0,
     prewarm: bool = False,
     recover_jobs: bool = True,
+    sibling: bool = False,
 ) -> FastAPI:
     """The bikefleet HTTP service over the store ``db``.
 
@@ -63,7 +64,9 @@ def create_app(
     files) with the service rather than on first use (``bikefleet serve``).
     ``recover_jobs``: mark plan jobs a stopped server left unfinished as failed
     (one process of a service does it: the others of a PostgreSQL store's
-    equal workers may be running theirs).
+    equal workers may be running theirs). ``sibling``: a worker started by
+    another (``serve --workers N`` on PostgreSQL): it stops when that one is
+    gone.
     """
     svc = Service(
         db,
@@ -82,7 +85,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         svc.open()
-        follower = asyncio.create_task(_follow(svc)) if svc.replica else None
+        follower = (
+            asyncio.create_task(_follow(svc))
+            if svc.replica
+            else asyncio.create_task(_orphaned(svc))
+            if sibling
+            else None
+        )
         yield
         if follower is not None:
             follower.cancel()
@@ -116,6 +125,15 @@ def create_app(
     for module in (ops, parking, zones, rides, plans, reports, keys):
         app.include_router(module.router)
     return app
+
+
+async def _orphaned(svc: Service) -> None:
+    """A sibling worker: stop when the process that started us is gone
+    (uvicorn ends a SIGTERMed server by raising the signal again, so the
+    parent cannot always stop its siblings itself)."""
+    while os.getppid() == svc.parent:
+        await asyncio.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _follow(svc: Service) -> None:

@@ -1,7 +1,7 @@
 """HTTP benchmark: a real uvicorn server, wrk as the load, 100,000 zones loaded.
 
 Run:  .venv/bin/python bench/api.py [--bays 100000] [--seconds 15] [--connections 32]
-                                   [--workers 1]
+                                   [--workers 1] [--store duckdb|postgres]
 
 Needs wrk (Debian: ``apt-get install wrk``). Steps:
 
@@ -18,7 +18,7 @@ Needs wrk (Debian: ``apt-get install wrk``). Steps:
    counts must be zero (no request lost).
 
 Server and load generator share the machine's two cores, as they would in CI.
-Figures go to bench/out/api.json.
+Figures go to bench/out/api-<store>.json.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))  # tests.pg: a scratch PostgreSQL schema
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
@@ -47,6 +48,7 @@ from fleet.store import open_store  # noqa: E402
 from geofence.io import parse_zone_bytes  # noqa: E402
 from geofence.store import save_zone_set  # noqa: E402
 from geofence.synth import ZoneLayout, synth_zones  # noqa: E402
+from tests.pg import pg_schema  # noqa: E402
 
 OUT = _HERE / "out"
 
@@ -130,15 +132,29 @@ def main() -> None:
         default=1,
         help="server processes (bikefleet serve --workers)",
     )
+    ap.add_argument(
+        "--store",
+        choices=("duckdb", "postgres"),
+        default="duckdb",
+        help="a DuckDB file, or a new schema on the PostgreSQL server of "
+        "$BIKEFLEET_TEST_PG (default 127.0.0.1:5432/test), dropped afterwards",
+    )
     a = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/api.py needs wrk: apt-get install wrk")
     OUT.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="bikefleet-bench-api-"))
+    if a.store == "postgres":
+        with pg_schema() as url:
+            run(a, tmp, url)
+    else:
+        run(a, tmp, str(tmp / "api.duckdb"))
+
+
+def run(a: argparse.Namespace, tmp: Path, db: str) -> None:
     layout = ZoneLayout(parking=a.bays, no_parking=500)
     doc = synth_zones(layout)
     raw = json.dumps(doc).encode()
-    db = tmp / "api.duckdb"
     con = open_store(db)
     zs, sha = parse_zone_bytes(raw)
     save_zone_set(con, zs, source="bench", sha256=sha)
@@ -149,9 +165,13 @@ def main() -> None:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    figures: dict[str, object] = {"zones": len(zs.zones), "workers": a.workers}
+    figures: dict[str, object] = {
+        "zones": len(zs.zones),
+        "workers": a.workers,
+        "store": a.store,
+    }
     t = time.perf_counter()
-    server = start_server(str(db), port, timeout_s=300, workers=a.workers)
+    server = start_server(db, port, timeout_s=300, workers=a.workers)
     print(f"server up in {time.perf_counter() - t:.1f} s (store load + index)")
     try:
         single = tmp / "single.txt"
@@ -235,7 +255,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
-    (OUT / "api.json").write_text(json.dumps(figures, indent=2))
+    (OUT / f"api-{a.store}.json").write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """Ride benchmark: POST /v1/rides (stored and credited) on a real server.
 
 Run:  .venv/bin/python bench/rides.py [--seconds 15] [--connections 16]
-                                     [--baseline REV]
+                                     [--baseline REV] [--store postgres]
+                                     [--workers N]
 
 Needs wrk (Debian: ``apt-get install wrk``). For each server (this tree, and
 with ``--baseline REV`` the code of that git revision, checked out in a
 temporary worktree and run with the same virtualenv, side by side in one run):
 
-1. a fresh store with an API key; ``bikefleet serve`` on a free port;
+1. a fresh store with an API key (a DuckDB file, or with ``--store postgres``
+   a new schema on the PostgreSQL server, dropped afterwards); ``bikefleet
+   serve --workers N`` on a free port;
 2. single rides: wrk sends distinct rides (one trip id per request) on
    ``--connections`` keep-alive connections; rides/s and wrk's latency
    percentiles (issue 12's target with PostgreSQL: >= 1,000 rides/s, p99 <=
@@ -36,12 +39,14 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 _ROOT = _HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_ROOT))  # tests.pg: a scratch PostgreSQL schema
 
 import httpx  # noqa: E402
 
 from api.serve_cli import free_port, start_server  # noqa: E402
 from api.usecases.keys import create_key  # noqa: E402
 from api.usecases.store import Store  # noqa: E402
+from tests.pg import pg_schema  # noqa: E402
 
 OUT = _HERE / "out"
 
@@ -142,11 +147,19 @@ def _batches(port: int, key: str) -> float:
 def run(
     code: Path, label: str, args: argparse.Namespace, work: Path
 ) -> dict[str, object]:
-    db = work / f"{label}.duckdb"
+    if args.store == "postgres":
+        with pg_schema() as url:
+            return _run(code, url, args, work)
+    return _run(code, str(work / f"{label}.duckdb"), args, work)
+
+
+def _run(
+    code: Path, db: str, args: argparse.Namespace, work: Path
+) -> dict[str, object]:
     with Store.open(db, create=True) as store:
         key = create_key(store, ["rides:write"], "bench")[1]
     port = free_port()
-    proc = start_server(str(db), port, code=code)
+    proc = start_server(db, port, code=code, workers=args.workers)
     try:
         single = _wrk(port, key, args.seconds, args.connections, work)
         single["rides_per_commit"] = _per_group(port)
@@ -172,6 +185,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--baseline", help="a git revision to measure beside this tree")
+    ap.add_argument(
+        "--store",
+        choices=("duckdb", "postgres"),
+        default="duckdb",
+        help="a DuckDB file, or a new schema on the PostgreSQL server of "
+        "$BIKEFLEET_TEST_PG (default 127.0.0.1:5432/test)",
+    )
+    ap.add_argument("--workers", type=int, default=1, help="serve --workers")
     args = ap.parse_args()
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="bench-rides-") as tmp:
@@ -190,7 +211,9 @@ def main() -> None:
                 subprocess.run(
                     ["git", "worktree", "remove", "--force", str(tree)], cwd=_ROOT
                 )
-        results["this tree"] = run(_ROOT, "current", args, work)
+        results[f"this tree, {args.store}, {args.workers} worker(s)"] = run(
+            _ROOT, "current", args, work
+        )
     for label, r in results.items():
         print(f"{label}: {json.dumps(r)}")
     OUT.mkdir(exist_ok=True)

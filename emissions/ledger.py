@@ -20,9 +20,13 @@ on (``verify_ledger``). Entry ids are contiguous from 1. Truncating the newest
 entries leaves a valid shorter chain: publish the head hash (``bikefleet ledger
 verify`` prints it) where the ledger cannot reach to catch that too.
 
-Writers in one process take a lock per store file; across connections, the
-primary key on ``entry_id`` and the unique (trip_id, kind) index make a lost
-race fail and retry instead of forking the chain or crediting twice.
+Writers append inside ``Db.writer("ledger")``: a lock per store file for
+DuckDB (one process), a transaction-scoped advisory lock for PostgreSQL (every
+process of the store in turn). Beyond the lock, the primary key on
+``entry_id`` and the unique (trip_id, kind) index make a lost race fail and
+retry instead of forking the chain or crediting twice. The hash payload is
+computed by an in-memory DuckDB over the entries, whatever the store, so both
+backends hash the same bytes.
 """
 
 from __future__ import annotations

@@ -277,6 +277,8 @@ _OIDS: dict[int, pl.DataType] = {
     1015: pl.List(pl.String()),
 }
 _CELL = re.compile(r"(^|_)cell$")
+#: Scratch frames up to this many rows are sent as array parameters.
+_INLINE_ROWS = 20_000
 
 _pools: dict[str, ConnectionPool] = {}
 _pools_guard = threading.Lock()
@@ -343,6 +345,7 @@ class PgDb(Db):
         self._pool = _pool(url)
         self._con: psycopg.Connection[Any] | None = None
         self._depth = 0
+        self._inline: dict[str, pl.DataFrame] = {}
 
     # A pooled connection is held from first use until close().
     def _conn(self) -> psycopg.Connection[Any]:
@@ -375,12 +378,32 @@ class PgDb(Db):
         if con is not None:
             self._pool.putconn(con)
 
+    def _bind(self, sql: str, params: Params) -> tuple[str, list[Any] | None]:
+        """psycopg's SQL and parameters, small scratch frames the statement
+        names put in front as ``WITH name AS (SELECT * FROM unnest(...))``."""
+        ctes, values = [], []
+        for name, rows in self._inline.items():
+            if not re.search(rf"\b{name}\b", sql):
+                continue
+            arrays = ", ".join(f"%s::{_pg_type(t)}[]" for t in rows.schema.values())
+            ctes.append(
+                f"{name} ({', '.join(rows.columns)}) AS "
+                f"(SELECT * FROM unnest({arrays}))"
+            )
+            values += [rows[c].to_list() for c in rows.columns]
+        if not ctes:
+            return (_pg_sql(sql), list(params)) if params else (sql, None)
+        body = _pg_sql(sql)
+        head = "WITH " + ", ".join(ctes)
+        if re.match(r"\s*WITH\s", body, re.IGNORECASE):
+            body = ", " + re.sub(r"^\s*WITH\s", "", body, flags=re.IGNORECASE)
+        else:
+            body = " " + body
+        return head + body, values + list(params or ())
+
     def execute(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
         with self._guard() as con:
-            cur = con.execute(
-                _pg_sql(sql) if params else sql,
-                list(params) if params else None,
-            )
+            cur = con.execute(*self._bind(sql, params))
             return cur.fetchall() if cur.description else []
 
     def script(self, sql: str) -> None:
@@ -389,10 +412,7 @@ class PgDb(Db):
 
     def frame(self, sql: str, params: Params = None) -> pl.DataFrame:
         with self._guard() as con, con.cursor(binary=True) as cur:
-            cur.execute(
-                _pg_sql(sql) if params else sql,
-                list(params) if params else None,
-            )
+            cur.execute(*self._bind(sql, params))
             assert cur.description is not None
             names = [d.name for d in cur.description]
             types = [_OIDS.get(d.type_code) for d in cur.description]
@@ -427,6 +447,16 @@ class PgDb(Db):
 
     @contextmanager
     def scratch(self, name: str, rows: pl.DataFrame) -> Iterator[None]:
+        # Small frames (a request's trip ids, say) travel as array parameters
+        # of each statement that names them: no temporary table to create,
+        # fill and drop. Large ones go to a temporary table by COPY.
+        if rows.height <= _INLINE_ROWS:
+            self._inline[name] = rows
+            try:
+                yield
+            finally:
+                self._inline.pop(name, None)
+            return
         types = ", ".join(f"{n} {_pg_type(t)}" for n, t in rows.schema.items())
         self.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
         self.execute(f"CREATE TEMP TABLE {name} ({types})")

@@ -35,6 +35,8 @@ def test_a_command_beside_a_running_service_names_it(tmp_path: Path) -> None:
             assert (
                 "stop that process" in lines[0] and "Could not set lock" not in lines[0]
             )
+            # ... and the other way out: a PostgreSQL store.
+            assert "use a PostgreSQL store (--db postgresql://" in lines[0]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -296,7 +296,10 @@ class Service:
             self._listener = None
         self.plans.close()
         if self._helper is not None:
-            self._helper.shutdown(wait=False, cancel_futures=True)
+            # Wait for it to exit: a helper left behind would idle on forever
+            # (its queue does not notice the server is gone). Its tasks (a
+            # report, a zone document) take seconds.
+            self._helper.shutdown(wait=True, cancel_futures=True)
             self._helper = None
         self._store.close()
         self._store = None

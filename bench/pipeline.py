@@ -3,6 +3,7 @@
     .venv/bin/python bench/pipeline.py                 # 1 M and 10 M trips
     .venv/bin/python bench/pipeline.py --trips 1000000 # one scale
     .venv/bin/python bench/pipeline.py --store         # also time the DuckDB load
+    .venv/bin/python bench/pipeline.py --store both    # DuckDB and PostgreSQL loads
 
 Generates (or reuses) hive-partitioned Parquet under bench/out/, then runs each
 scale in a fresh process so peak memory (max RSS) belongs to that scale alone.
@@ -11,7 +12,9 @@ Stages, summed over partitions (city x day), as the pipeline runs them:
 - read+validate: read Parquet, map to canonical, validate, quarantine frame
 - index: H3 cells of both ends (res 9)
 - flows: departures/arrivals per (cell, hour), partition flows summed at the end
-- store (``--store``): loading every partition into a fresh DuckDB file
+- store (``--store [duckdb|postgres|both]``): loading every partition into a
+  fresh DuckDB file, and/or a new schema on the PostgreSQL server of
+  ``$BIKEFLEET_TEST_PG`` (default 127.0.0.1:5432/test), dropped afterwards
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def generate(trips: int, days: int) -> Path:
     return root
 
 
-def measure(root: Path, store: bool) -> dict[str, float]:
+def measure(root: Path, store: str | None) -> dict[str, float]:
     import polars as pl
 
     from fleet.cells import cell_flows, index_trips, sum_flows
@@ -100,22 +103,31 @@ def measure(root: Path, store: bool) -> dict[str, float]:
         "wall_s": wall,
         **{f"{k}_s": v for k, v in t.items()},
     }
-    if store:
+    if store in ("duckdb", "both"):
         import tempfile
 
-        from fleet.ingest import ingest_file
-        from fleet.store import open_store
-
         with tempfile.TemporaryDirectory() as d:
-            con = open_store(Path(d) / "bench.duckdb")
-            s = time.perf_counter()
-            for f in files:
-                ingest_file(con, f)
-            result["store_s"] = time.perf_counter() - s
-            con.close()
+            result["store_s"] = _ingest(str(Path(d) / "bench.duckdb"), files)
+    if store in ("postgres", "both"):
+        from tests.pg import pg_schema
+
+        with pg_schema() as url:
+            result["store_pg_s"] = _ingest(url, files)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     del pl
     return result
+
+
+def _ingest(db: str, files: list[Path]) -> float:
+    """Seconds to load ``files`` into the store ``db`` (one transaction each)."""
+    from api.usecases.store import Store
+    from fleet.ingest import ingest_file
+
+    with Store.open(db, create=True) as store:
+        s = time.perf_counter()
+        for f in files:
+            ingest_file(store.con, f)
+        return time.perf_counter() - s
 
 
 def measure_parallel(root: Path, workers: int) -> dict[str, float]:
@@ -156,6 +168,12 @@ def report(trips: int, r: dict[str, float]) -> None:
             f"{'ingest to DuckDB':<16}{r['store_s']:>10.2f}{n / r['store_s']:>14,.0f}"
             "   (read+validate+index+store, one transaction per partition)"
         )
+    if "store_pg_s" in r:
+        s = r["store_pg_s"]
+        print(
+            f"{'ingest to PG':<16}{s:>10.2f}{n / s:>14,.0f}"
+            "   (the same into PostgreSQL: COPY, unique trip_id index)"
+        )
     print(f"peak memory (max RSS): {r['peak_rss_mb']:,.0f} MB")
 
 
@@ -169,7 +187,11 @@ def main() -> None:
     )
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument(
-        "--store", action="store_true", help="also time loading into DuckDB"
+        "--store",
+        nargs="?",
+        const="duckdb",
+        choices=("duckdb", "postgres", "both"),
+        help="also time loading into the store (default: DuckDB)",
     )
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
@@ -184,7 +206,7 @@ def main() -> None:
         root = generate(trips, args.days)
         cmd = [sys.executable, __file__, "--measure", str(root)]
         if args.store:
-            cmd.append("--store")
+            cmd += ["--store", args.store]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         report(trips, json.loads(out.strip().splitlines()[-1]))
         cmd = [sys.executable, __file__, "--measure", str(root), "--workers", "2"]

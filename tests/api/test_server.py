@@ -205,3 +205,29 @@ def test_keys_created_and_revoked_over_http_reach_every_worker(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_sigterm_leaves_no_process_behind(tmp_path) -> None:
+    """The helper process (reports, large zone documents) and everything else
+    the server started exit with it: a helper once idled on forever."""
+    import os
+    import subprocess
+
+    db = tmp_path / "s.duckdb"
+    load_zones(db, zones_doc())
+    proc = start_server(str(db), free_port())
+    deadline = time.monotonic() + 10
+    children: list[int] = []
+    while not children and time.monotonic() < deadline:  # the prewarmed helper
+        out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True)
+        children = [int(p) for p in out.stdout.split()]
+        time.sleep(0.1)
+    assert children
+    proc.terminate()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 5
+    alive = children
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if os.path.exists(f"/proc/{p}")]
+        time.sleep(0.1)
+    assert not alive, f"left behind: {alive}"

@@ -138,10 +138,26 @@ def ingest_rides(
     window = window or RideWindow()
     cities = store.cities()
     settings = settings.for_cities(cities)
+    ids = [str(r["trip_id"]) for r in rides]
+    first: dict[str, int] = {}
+    for i, tid in enumerate(ids):
+        first.setdefault(tid, i)
+    # Validation and H3 need no store: done before taking the lock, so the
+    # workers of a shared store do it at the same time. Line k is firsts[k-1].
+    firsts = sorted(first.values())
+    line_of = {i: k + 1 for k, i in enumerate(firsts)}
+    batch = SourceBatch(
+        RIDE_SOURCE, "canonical", "", "wgs84", _raw_frame([rides[i] for i in firsts])
+    )
+    processed = _unknown_cities(
+        process_batch(
+            batch, City("", "UTC"), res=DEFAULT_RES, limits=window.limits(now)
+        ),
+        cities,
+    )
     # One transaction, one writer of rides at a time in every process of the
     # store: a ride is stored and credited together, or not at all.
     with store.con.writer("rides"):
-        ids = [str(r["trip_id"]) for r in rides]
         stored = {r["trip_id"]: r for r in known_trip_ids(store.con, ids).to_dicts()}
         results: dict[int, RideResult] = {}
         fresh: list[int] = []
@@ -151,25 +167,20 @@ def ingest_rides(
             if tid in stored:
                 if not _same_ride(r, stored[tid]):
                     results[i] = RideResult(tid, "conflict", True)
-            elif tid in first_of:  # repeated within this batch
-                j = first_of[tid]
-                if not _same_ride(r, rides[j]):
+            elif first[tid] != i:  # repeated within this batch
+                if not _same_ride(r, rides[first[tid]]):
                     results[i] = RideResult(tid, "conflict", True)
             else:
                 first_of[tid] = i
                 fresh.append(i)
-        new = [rides[i] for i in fresh]
-        done = Processed(pl.DataFrame(), pl.DataFrame())
-        if new:
-            batch = SourceBatch(RIDE_SOURCE, "canonical", "", "wgs84", _raw_frame(new))
-            done = process_batch(
-                batch, City("", "UTC"), res=DEFAULT_RES, limits=window.limits(now)
-            )
-            done = _unknown_cities(done, cities)
-            append_rides(store.con, done, source=RIDE_SOURCE)
+        keep = pl.col("line").is_in([line_of[i] for i in fresh])
+        done = Processed(
+            processed.trips.filter(keep), processed.quarantine.filter(keep)
+        )
+        append_rides(store.con, done, source=RIDE_SOURCE)
         rejected = {int(q["line"]): q for q in done.quarantine.to_dicts()}
-        for k, i in enumerate(fresh):
-            q = rejected.get(k + 1)
+        for i in fresh:
+            q = rejected.get(line_of[i])
             if q is not None:
                 results[i] = RideResult(
                     ids[i], "rejected", False, reason=q["reason"], detail=q["detail"]

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -252,7 +253,10 @@ class Service:
         service, so its imports are paid before the first request needs it)."""
         if self._helper is None:
             self._helper = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn")
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_follow_parent,
+                initargs=(os.getpid(),),
             )
         return self._helper
 
@@ -303,6 +307,18 @@ class Service:
             self._helper = None
         self._store.close()
         self._store = None
+
+
+def _follow_parent(parent: int) -> None:
+    """In a child process: exit when ``parent`` is gone (a server killed
+    with SIGKILL cannot stop its children; they would idle on forever)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
 
 def _warm_helper() -> None:

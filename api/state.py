@@ -55,9 +55,11 @@ T = TypeVar("T")
 class Service:
     """The app's state: the store, keys, zones, settings, metrics, plan jobs.
 
-    A primary (the default) owns the store; with ``snapshot_dir`` it also
-    publishes zone snapshots for replicas (``api.workers``). A replica
-    (``replica=True``) reads ``db`` as a snapshot folder, read-only.
+    On DuckDB, a primary (the default) owns the store; with ``snapshot_dir``
+    it also publishes zone snapshots for replicas (``api.workers``). A replica
+    (``replica=True``) reads ``db`` as a snapshot folder, read-only. On a
+    shared (PostgreSQL) store every worker is equal: it serves everything
+    itself and follows the others' zone swaps and key changes (``_listen``).
     """
 
     def __init__(

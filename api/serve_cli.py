@@ -190,17 +190,29 @@ def serve(
         app = make_app(path, job_limits=limits, recover_jobs=False, sibling=True)
         uvicorn.Server(config(app)).run(sockets=[reuse_port_socket(host, port)])
         return
+
+    def child(db_arg: str, *role: str) -> list[str]:
+        """The command line of another worker on this port (same HTTP options)."""
+        return [
+            *(sys.executable, "-m", "api.cli", "serve", "--db", db_arg),
+            *("--host", host, "--port", str(port), *role),
+            *(["--private-metrics"] if private_metrics else []),
+            *(["--no-docs"] if no_docs else []),
+            *("--body-timeout", str(body_timeout)),
+        ]
+
     if is_postgres_url(path) and workers > 1:
         _bind(host, port).close()  # in use: say so before anything starts
         app = make_app(path, job_limits=limits)
         public = reuse_port_socket(host, port)
-        argv = [sys.executable, "-m", "api.cli", "serve", "--db", str(path)]
-        argv += ["--host", host, "--port", str(port), "--sibling"]
-        argv += [f"--plan-jobs={plan_jobs}", f"--plan-jobs-per-key={plan_jobs_per_key}"]
-        argv += [f"--max-time-limit={max_time_limit}", f"--max-trucks={max_trucks}"]
-        argv += ["--private-metrics"] if private_metrics else []
-        argv += ["--no-docs"] if no_docs else []
-        argv += ["--body-timeout", str(body_timeout)]
+        argv = child(
+            str(path),
+            "--sibling",
+            f"--plan-jobs={plan_jobs}",
+            f"--plan-jobs-per-key={plan_jobs_per_key}",
+            f"--max-time-limit={max_time_limit}",
+            f"--max-trucks={max_trucks}",
+        )
         siblings = [subprocess.Popen(argv) for _ in range(workers - 1)]
         out.print(
             f"bikefleet API on http://{host}:{port} (docs at /docs): {workers} "
@@ -231,26 +243,7 @@ def serve(
     _bind(host, port).close()  # in use: say so before anything starts
     public = reuse_port_socket(host, port)
     replicas = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "api.cli",
-                "serve",
-                "--db",
-                str(folder),
-                "--host",
-                host,
-                "--port",
-                str(port),
-                "--replica-of",
-                primary,
-                *(["--private-metrics"] if private_metrics else []),
-                *(["--no-docs"] if no_docs else []),
-                "--body-timeout",
-                str(body_timeout),
-            ]
-        )
+        subprocess.Popen(child(str(folder), "--replica-of", primary))
         for _ in range(workers - 1)
     ]
     out.print(

@@ -169,12 +169,13 @@ def _payloads(chunk: pl.DataFrame) -> list[str]:
 
 
 _mem: duckdb.DuckDBPyConnection | None = None
+_mem_guard = threading.Lock()
 
 
 def _memory() -> duckdb.DuckDBPyConnection:
     """This process's in-memory DuckDB (for computing, never for storing)."""
     global _mem
-    with _schema_guard:
+    with _mem_guard:
         if _mem is None:
             _mem = duckdb.connect()
         return _mem

@@ -258,7 +258,8 @@ def _pg_sql(sql: str) -> str:
     return "".join(out)
 
 
-# Column types by PostgreSQL type oid, read back as the DuckDB tables have them.
+# Column types by PostgreSQL type oid, read back as the DuckDB tables have them
+# (timestamps and dates: see _raw_times and _series).
 _OIDS: dict[int, pl.DataType] = {
     16: pl.Boolean(),
     17: pl.Binary(),
@@ -269,9 +270,6 @@ _OIDS: dict[int, pl.DataType] = {
     700: pl.Float32(),
     701: pl.Float64(),
     1043: pl.String(),
-    1082: pl.Date(),
-    1114: pl.Datetime("us"),
-    1184: pl.Datetime("us", "UTC"),
     1009: pl.List(pl.String()),
     1015: pl.List(pl.String()),
 }

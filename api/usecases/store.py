@@ -38,7 +38,6 @@ from fleet.db import Db, DuckDb, PgDb, pg_ddl
 from fleet.errors import SchemaVersionError
 from fleet.store import SCHEMA_SQL, default_db_path, open_store, stored_cities
 from geofence.store import ZONE_SCHEMA_SQL, active_version
-from geofence.store import ensure_tables as ensure_zones
 from rebalancing.store import PLAN_SCHEMA_SQL
 
 __all__ = [
@@ -220,10 +219,8 @@ class Store:
         where = db if db is not None else default_db_path()
         con = open_store(where, create=create)
         try:
-            if con.dialect == "duckdb":
-                if _version(con) < SCHEMA_VERSION:
-                    upgrade(con)
-                ensure_zones(con)
+            if con.dialect == "duckdb" and _version(con) < SCHEMA_VERSION:
+                upgrade(con)
             check_version(con)
         except BaseException:
             con.close()

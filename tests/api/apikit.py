@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from api.usecases.keys import SCOPES, create_key
@@ -11,6 +13,19 @@ from fleet.store import open_store
 from geofence.io import parse_zone_bytes
 from geofence.store import save_zone_set
 from tests.geofence.zonekit import at, feature, geojson, square
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``bikefleet ARGS`` from the project folder; its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
 
 
 def zones_doc(no_parking_id: str = "metro-exit") -> dict:

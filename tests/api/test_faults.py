@@ -13,18 +13,7 @@ from pathlib import Path
 import pytest
 
 from api.usecases.store import Store
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
+from tests.api.apikit import ROOT, cli
 
 
 def killed(after_s: float, *args: str) -> None:

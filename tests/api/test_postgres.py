@@ -4,12 +4,12 @@ commands beside the service, the ledger exact with several writers, faults."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,20 +21,16 @@ import pytest
 
 from api.serve_cli import free_port, start_server
 from api.usecases.store import Store
-from tests.api.apikit import INSIDE_NO_PARKING, bearer, load_zones, make_keys, zones_doc
+from tests.api.apikit import (
+    INSIDE_NO_PARKING,
+    bearer,
+    cli,
+    load_zones,
+    make_keys,
+    zones_doc,
+)
 from tests.api.test_issue11 import ride
-from tests.conftest import ROOT
 from tests.pg import START, pg_schema
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +95,17 @@ def test_equal_workers_each_serve_every_endpoint(service) -> None:
     assert not any(w == "primary" or w.startswith("replica") for w in workers)
 
 
-def test_zone_swaps_and_keys_reach_every_worker_within_a_second(service) -> None:
+def test_zone_swaps_and_keys_reach_every_worker_within_a_second(
+    service, tmp_path: Path
+) -> None:
     url, base, keys = service
     admin = keys["all"]
     assert len(by_worker(base, admin, "/v1/zones")) == 2
     before = httpx.get(base + "/v1/zones", headers=bearer(admin)).json()["version"]
 
     # A zone set loaded by the command line while the service runs.
-    doc = tmp_doc("cli-exit")
+    doc = tmp_path / "zones.json"
+    doc.write_text(json.dumps(zones_doc("cli-exit")))
     r = cli("zones", "load", str(doc), "--db", url)
     assert r.returncode == 0, r.stderr
     took = until_every_worker(
@@ -149,15 +148,6 @@ def test_zone_swaps_and_keys_reach_every_worker_within_a_second(service) -> None
     assert r.status_code == 200
     took = until_every_worker(base, key, "/v1/zones", lambda r: r.status_code == 401)
     assert took <= 1.0
-
-
-def tmp_doc(no_parking_id: str) -> Path:
-    import json
-    import tempfile
-
-    path = Path(tempfile.mkdtemp()) / "zones.json"
-    path.write_text(json.dumps(zones_doc(no_parking_id)))
-    return path
 
 
 def test_daily_commands_run_while_the_service_serves(service, tmp_path: Path) -> None:

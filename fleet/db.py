@@ -33,6 +33,7 @@ import duckdb
 import polars as pl
 
 from fleet.errors import StoreUnavailableError
+from fleet.pgcopy import HEADER, PIECE_ROWS, TRAILER, binary_rows, encodable
 
 if TYPE_CHECKING:
     import psycopg
@@ -85,6 +86,27 @@ class Db:
     ) -> None:
         """Append ``rows`` (its columns ``columns``, default all, in table order)."""
         raise NotImplementedError
+
+    def insert_new(
+        self, table: str, rows: pl.DataFrame, columns: Sequence[str], key: str
+    ) -> pl.Series:
+        """Append the rows whose ``key`` is not in ``table`` yet; return the
+        keys that were (their rows are not appended). Within a transaction."""
+        found = self.stored_keys(table, rows, key)
+        if found.len():
+            rows = rows.filter(~pl.col(key).is_in(found.implode()))
+        self.insert(table, rows, columns)
+        return found
+
+    def stored_keys(self, table: str, rows: pl.DataFrame, key: str) -> pl.Series:
+        """The values of ``rows[key]`` that ``table`` holds already."""
+        if rows.height == 0:
+            return rows[key].clear()
+        with self.scratch("_keys", rows.select(key)):
+            found = self.frame(
+                f"SELECT DISTINCT t.{key} FROM {table} t JOIN _keys USING ({key})"
+            )
+        return found[key] if found.height else rows[key].clear()
 
     def scratch(self, name: str, rows: pl.DataFrame) -> AbstractContextManager[None]:
         """``rows`` visible to SQL as table ``name`` within the block."""
@@ -278,6 +300,8 @@ _CELL = re.compile(r"(^|_)cell$")
 _INLINE_ROWS = 20_000
 
 _pools: dict[str, ConnectionPool] = {}
+#: Column type oids of store tables, per (URL, table) (``PgDb._types``).
+_table_types: dict[tuple[str, str], dict[str, int]] = {}
 _pools_guard = threading.Lock()
 
 
@@ -429,6 +453,21 @@ class PgDb(Db):
         cols = list(columns) if columns is not None else self.columns(table)
         if rows.height == 0:
             return
+        oids = self._types(table, cols)
+        if encodable(oids):  # binary COPY: nothing for the server to parse
+            from psycopg.copy import QueuedLibpqWriter
+
+            sql = f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT binary)"
+            # Queued (for several pieces): the next piece is encoded while the
+            # server takes this one.
+            with self._guard() as con, con.cursor() as cur:
+                queued = QueuedLibpqWriter(cur) if rows.height > PIECE_ROWS else None
+                with cur.copy(sql, writer=queued) as copy:
+                    copy.write(HEADER)
+                    for piece in binary_rows(rows.select(cols), oids):
+                        copy.write(piece)
+                    copy.write(TRAILER)
+            return
         data = rows.select(cols).with_columns(
             [_copyable(n, t).alias(n) for n, t in rows.select(cols).schema.items()]
         )
@@ -441,6 +480,21 @@ class PgDb(Db):
                         include_header=False, quote_style="non_numeric"
                     )
                 )
+
+    def insert_new(
+        self, table: str, rows: pl.DataFrame, columns: Sequence[str], key: str
+    ) -> pl.Series:
+        # A unique index on ``key`` (migration 2 gives trips one) refuses rows
+        # already stored: try the plain COPY first, and look the keys up only
+        # when it refused (a reload, a resent file), not on every load.
+        with self._guard() as con:
+            try:
+                with con.transaction():  # a savepoint inside the load's own
+                    self.insert(table, rows, columns)
+                return rows[key].clear()
+            except self.conflicts[0]:
+                pass
+        return super().insert_new(table, rows, columns, key)
 
     @contextmanager
     def scratch(self, name: str, rows: pl.DataFrame) -> Iterator[None]:
@@ -499,6 +553,23 @@ class PgDb(Db):
 
     def notify(self, channel: str, payload: str) -> None:
         self.execute("SELECT pg_notify(?, ?)", [channel, payload])
+
+    def _types(self, table: str, cols: Sequence[str]) -> list[int]:
+        """Type oids of ``table``'s columns ``cols`` (a store table's are
+        kept per URL: only a migration changes them)."""
+        key = (self.url, table)
+        known = _table_types.get(key)
+        if known is None:
+            rows = self.execute(
+                "SELECT attname, atttypid::bigint FROM pg_attribute "
+                "WHERE attrelid = to_regclass(?) AND attnum > 0 "
+                "AND NOT attisdropped",
+                [table],
+            )
+            known = {str(n): int(o) for n, o in rows}
+            if known and not table.startswith("_"):  # scratch tables vary
+                _table_types[key] = known
+        return [known[c] for c in cols]
 
     def columns(self, table: str) -> list[str]:
         rows = self.execute(
@@ -624,7 +695,7 @@ def _copyable(name: str, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.List):
         inner = col.list.eval(
             pl.lit('"')
-            + pl.element().cast(pl.String).str.replace_all(r"([\\\"])", r"\\$1")
+            + pl.element().cast(pl.String).str.replace_all(r"([\\\"])", r"\$1")
             + pl.lit('"')
         )
         return pl.lit("{") + inner.list.join(",") + pl.lit("}")

@@ -202,13 +202,14 @@ def load_processed(
     """
     with con.transaction():
         load_id = int(con.execute("SELECT nextval('load_ids')")[0][0])
-        trips = done.trips
-        existing = _existing_ids(con, trips)
+        tr = done.trips.select(*TRIP_STORE_COLUMNS).with_columns(
+            pl.lit(load_id, pl.Int64).alias("load_id"), pl.lit(source).alias("source")
+        )
+        existing = con.insert_new("trips", tr, _TRIP_TABLE_COLUMNS, "trip_id")
         quarantine = done.quarantine
+        stored = tr.height - existing.len()
         if existing.len():
-            dup = pl.col("trip_id").is_in(existing.implode())
-            moved = trips.filter(dup)
-            trips = trips.filter(~dup)
+            moved = done.trips.filter(pl.col("trip_id").is_in(existing.implode()))
             extra = moved.select(
                 pl.lit(source).alias("source"),
                 "line",
@@ -219,11 +220,7 @@ def load_processed(
                 pl.struct(*TRIP_COLUMNS).struct.json_encode().alias("raw"),
             )
             quarantine = pl.concat([quarantine, extra]).sort("line")
-        tr = trips.select(*TRIP_STORE_COLUMNS).with_columns(
-            pl.lit(load_id, pl.Int64).alias("load_id"), pl.lit(source).alias("source")
-        )
         q = quarantine.with_columns(pl.lit(load_id, pl.Int64).alias("load_id"))
-        con.insert("trips", tr, _TRIP_TABLE_COLUMNS)
         con.insert("quarantine", q, _QUARANTINE_COLUMNS)
         con.execute(
             "INSERT INTO loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -234,7 +231,7 @@ def load_processed(
                 fmt,
                 city,
                 rows,
-                tr.height,
+                stored,
                 q.height,
                 dt.datetime.now(dt.UTC),
             ],
@@ -244,18 +241,6 @@ def load_processed(
 
 _TRIP_TABLE_COLUMNS = (*TRIP_STORE_COLUMNS, "load_id", "source")
 _QUARANTINE_COLUMNS = ("load_id", "source", "line", "reason", "detail", "raw")
-
-
-def _existing_ids(con: Db, trips: pl.DataFrame) -> pl.Series:
-    if trips.height == 0:
-        return pl.Series("trip_id", [], dtype=pl.String)
-    with con.scratch("_ids", trips.select("trip_id")):
-        found = con.frame(
-            "SELECT DISTINCT t.trip_id FROM trips t JOIN _ids USING (trip_id)"
-        )
-    return (
-        found["trip_id"] if found.height else pl.Series("trip_id", [], dtype=pl.String)
-    )
 
 
 def read_trips(

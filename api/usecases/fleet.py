@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from fleet.cells import cell_flows, cell_turnover, index_trips
 from fleet.cities import make_city
 from fleet.demand import demand_profile, evaluate_demand, hourly_counts, local_days
 from fleet.errors import EmptyStoreError, InvalidConfigError
-from fleet.ingest import ingest_file
-from fleet.io import expand_paths
+from fleet.ingest import Prepared, loaded_before, prepare_file, store_prepared
+from fleet.io import expand_paths, file_sha256
 from fleet.pipeline import PartitionResult, flows_of_partitions
 from fleet.snapshot import snapshot_fleet, stock_per_cell
 from fleet.store import (
@@ -55,13 +56,33 @@ def ingest_files(
     res: int,
     on_file: Callable[[Path], None] | None = None,
 ) -> list[IngestReport]:
-    """Load trip files, one transaction each; files loaded before are skipped."""
+    """Load trip files, one transaction each; files loaded before are skipped.
+
+    The next file is read and validated (in a thread: polars and the COPY both
+    let go of the GIL) while the store takes this one."""
     cities = store.cities()
-    reports = []
-    for f in files:
-        if on_file:
-            on_file(f)
-        reports.append(ingest_file(store.con, f, city=city, res=res, cities=cities))
+
+    def start(f: Path) -> IngestReport | Future[Prepared]:
+        sha = file_sha256(f) if f.is_file() else ""
+        prior = loaded_before(store.con, f, sha)
+        if prior is not None:
+            return prior
+        return reader.submit(
+            prepare_file, f, sha256=sha, city=city, res=res, cities=cities
+        )
+
+    reports: list[IngestReport] = []
+    with ThreadPoolExecutor(1, thread_name_prefix="bikefleet-read") as reader:
+        ahead = start(files[0]) if files else None
+        for i, f in enumerate(files):
+            now, ahead = ahead, start(files[i + 1]) if i + 1 < len(files) else None
+            if on_file:
+                on_file(f)
+            assert now is not None
+            if isinstance(now, IngestReport):
+                reports.append(now)
+            else:
+                reports.append(store_prepared(store.con, now.result()))
     return reports
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -34,6 +35,8 @@ __all__ = ["JobsFull", "PlanJobs", "ServiceStopped", "route_apart"]
 log = logging.getLogger("bikefleet.api")
 
 STOPPED = "the service stopped before the job finished: submit it again"
+#: How much lower than the workers the planner process runs (``nice``).
+PLANNER_NICENESS = 10
 
 
 class JobsFull(Exception):
@@ -52,6 +55,9 @@ class ServiceStopped(BikeFleetError):
 def _route_child(
     out: Connection, units: pl.DataFrame, params: PlanParams, start: dt.datetime
 ) -> None:
+    # Below the workers: the parking checks the app backend waits on come
+    # first; the solver takes what the cores have left within its time limit.
+    os.nice(PLANNER_NICENESS)
     try:
         result: tuple[str, Any] = ("plan", route_units(units, params, start))
     except Exception as e:  # handed to the parent, which records it

@@ -203,8 +203,7 @@ def serve(
 
     if is_postgres_url(path) and workers > 1:
         _bind(host, port).close()  # in use: say so before anything starts
-        app = make_app(path, job_limits=limits)
-        public = reuse_port_socket(host, port)
+        Store.open(path).close()  # a store at another version: refused here
         argv = child(
             str(path),
             "--sibling",
@@ -213,7 +212,15 @@ def serve(
             f"--max-time-limit={max_time_limit}",
             f"--max-trucks={max_trucks}",
         )
+        # The siblings start while this worker loads: the start takes one
+        # worker's time, not the sum.
         siblings = [subprocess.Popen(argv) for _ in range(workers - 1)]
+        try:
+            app = make_app(path, job_limits=limits)
+        except BaseException:
+            _stop_all(siblings)
+            raise
+        public = reuse_port_socket(host, port)
         out.print(
             f"bikefleet API on http://{host}:{port} (docs at /docs): {workers} "
             "equal workers on the PostgreSQL store"

@@ -11,6 +11,7 @@ its own cursor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -139,7 +140,12 @@ class Service:
             )
             self._listener.start()
         if self.prewarm and not self.replica:
-            self.helper().submit(_warm_helper)
+            # Not now: the helper's start and imports would compete for the
+            # cores with this start (and a sibling worker's) for seconds.
+            self._stop.clear()
+            threading.Thread(
+                target=self._warm_later, name="bikefleet-warm", daemon=True
+            ).start()
 
     def _listen(self) -> None:
         """Shared store: follow what other processes change (zone swaps, keys
@@ -248,6 +254,12 @@ class Service:
                 )
         finally:  # the API serves the plan from the store, not from these files
             shutil.rmtree(out_dir, ignore_errors=True)
+
+    def _warm_later(self, delay_s: float = 10.0) -> None:
+        if self._stop.wait(delay_s):
+            return
+        with contextlib.suppress(RuntimeError):  # shut down meanwhile
+            self.helper().submit(_warm_helper)
 
     def helper(self) -> ProcessPoolExecutor:
         """A child process for work that would hold the GIL for seconds:

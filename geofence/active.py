@@ -14,7 +14,8 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 
-from geofence.index import ZoneIndex
+from geofence.image import index_from_image
+from geofence.index import DEFAULT_CELL_M, ZoneIndex
 from geofence.types import ZoneSet
 
 __all__ = ["ActiveIndex", "utc_now"]
@@ -38,6 +39,9 @@ class ActiveIndex:
         Returns the current instant (aware, UTC); default the system clock.
     cell_m
         Grid cell size of the index, in metres.
+    image
+        The index as kept with the zone set (``geofence.image``): used instead
+        of a build when it fits the zones active now.
     """
 
     def __init__(
@@ -45,11 +49,13 @@ class ActiveIndex:
         zone_set: ZoneSet,
         *,
         clock: Callable[[], dt.datetime] = utc_now,
-        cell_m: float = 10.0,
+        cell_m: float = DEFAULT_CELL_M,
+        image: bytes | None = None,
     ) -> None:
         self.zone_set = zone_set
         self._clock = clock
         self._cell_m = cell_m
+        self._image = image
         self._lock = threading.Lock()
         self.boundaries: list[dt.datetime] = sorted(
             {t for z in zone_set.zones for t in (z.start, z.end) if t is not None}
@@ -60,7 +66,15 @@ class ActiveIndex:
         i = bisect.bisect_right(self.boundaries, now)
         lo = self.boundaries[i - 1] if i > 0 else _FAR_PAST
         hi = self.boundaries[i] if i < len(self.boundaries) else _FAR_FUTURE
-        return lo, hi, ZoneIndex(self.zone_set, cell_m=self._cell_m, at=now)
+        index = None
+        if self._image is not None:  # kept with the set: built when it was stored
+            index = index_from_image(
+                self.zone_set, self._image, cell_m=self._cell_m, at=now
+            )
+            self._image = None  # fits once at most: windows only move on
+        if index is None:
+            index = ZoneIndex(self.zone_set, cell_m=self._cell_m, at=now)
+        return lo, hi, index
 
     def index(self) -> ZoneIndex:
         """The index of the zones active now (rebuilt when a window opened or

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import array
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +29,7 @@ __all__ = ["Grid"]
 _MAX_CELLS = 4_000_000
 
 Ints = npt.NDArray[np.int64]
+Arr = npt.NDArray[Any]
 
 
 class Grid:
@@ -47,6 +49,48 @@ class Grid:
             self._build(len(allowed))
         else:
             self._build_empty(len(allowed))
+
+    #: What ``tables`` gives and ``prebuilt`` takes besides the fast tables.
+    FIELDS = ("x0", "y0", "nx", "ny", "cell_m")
+
+    def tables(self) -> tuple[dict[str, float], list[Arr], Arr, Arr, Arr]:
+        """The grid's figures and arrays (``geofence.image``): the frame
+        (``FIELDS``), each class's fast table, the candidate offsets, zones and
+        cover flags."""
+        frame = {f: getattr(self, f) for f in self.FIELDS}
+        return frame, self._fast, self._off, self._czone, self._ccover
+
+    @classmethod
+    def prebuilt(
+        cls,
+        shapes: Shapes,
+        allowed: list[list[int]],
+        frame: dict[str, float],
+        fast: list[Arr],
+        off: Arr,
+        czone: Arr,
+        ccover: Arr,
+    ) -> Grid:
+        """A grid from what ``tables`` gave, over the same shapes and rules."""
+        self = cls.__new__(cls)
+        self.shapes = shapes
+        self._allowed = allowed
+        self._allowed_np = [np.array(a, np.int8) for a in allowed]
+        self.cell_m, self.x0, self.y0 = frame["cell_m"], frame["x0"], frame["y0"]
+        self.nx, self.ny = int(frame["nx"]), int(frame["ny"])
+        self._fast, self._off = fast, off
+        self._czone, self._ccover = czone, ccover.astype(bool)
+        shared: dict[bytes, array.array[int]] = {}
+        self._fast_l = []
+        for f in fast:
+            key = f.tobytes()
+            if key not in shared:
+                shared[key] = array.array("i", key)
+            self._fast_l.append(shared[key])
+        self._off_l = off.tolist()
+        self._czone_l = czone.tolist()
+        self._ccover_l = self._ccover.tolist()
+        return self
 
     def _build_empty(self, classes: int) -> None:
         self.x0 = self.y0 = 0.0

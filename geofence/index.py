@@ -39,7 +39,10 @@ from geofence.rules import NO_ZONE, Rules
 from geofence.shapes import Shapes
 from geofence.types import DECISIONS, Decision, NearestSpot, Zone, ZoneSet
 
-__all__ = ["LocalProjection", "ZoneIndex"]
+__all__ = ["DEFAULT_CELL_M", "LocalProjection", "ZoneIndex"]
+
+#: The grid cell size the service builds its index with, in metres.
+DEFAULT_CELL_M = 10.0
 
 
 class ZoneIndex:
@@ -67,7 +70,11 @@ class ZoneIndex:
     """
 
     def __init__(
-        self, zones: ZoneSet, *, cell_m: float = 10.0, at: dt.datetime | None = None
+        self,
+        zones: ZoneSet,
+        *,
+        cell_m: float = DEFAULT_CELL_M,
+        at: dt.datetime | None = None,
     ) -> None:
         when = at or dt.datetime.now(dt.UTC)
         self.zone_set = zones
@@ -76,6 +83,20 @@ class ZoneIndex:
         self.rules = Rules(zones, self.zones)
         self.grid = Grid(self.shapes, self.rules.allowed, cell_m)
         self.nearest = NearestSpots(self.shapes, self.rules, self.grid)
+
+    @classmethod
+    def prebuilt(
+        cls, zones: ZoneSet, active: Sequence[Zone], shapes: Shapes, grid_parts: Any
+    ) -> ZoneIndex:
+        """An index from parts an earlier one had (``geofence.image``)."""
+        self = cls.__new__(cls)
+        self.zone_set = zones
+        self.zones = list(active)
+        self.shapes = shapes
+        self.rules = Rules(zones, self.zones)
+        self.grid = Grid.prebuilt(shapes, self.rules.allowed, *grid_parts)
+        self.nearest = NearestSpots(self.shapes, self.rules, self.grid)
+        return self
 
     # What tools and benchmarks read off an index.
     @property

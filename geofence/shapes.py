@@ -45,16 +45,40 @@ class Shapes:
     def __init__(self, zones: Sequence[Zone]) -> None:
         if zones:
             b = shapely.total_bounds([z.geometry for z in zones])
-            self.projection = LocalProjection((b[1] + b[3]) / 2, (b[0] + b[2]) / 2)
+            projection = LocalProjection((b[1] + b[3]) / 2, (b[0] + b[2]) / 2)
         else:
-            self.projection = LocalProjection(0.0, 0.0)
-        self.geoms = self.projection.geometries(
+            projection = LocalProjection(0.0, 0.0)
+        geoms = projection.geometries(
             np.array([z.geometry for z in zones], dtype=object)
         )
+        self._set(projection, geoms, *_ring_table(geoms))
+
+    @classmethod
+    def prebuilt(
+        cls,
+        projection: LocalProjection,
+        geoms: npt.NDArray[Any],
+        small: npt.NDArray[np.bool_],
+        edges: Edges,
+    ) -> Shapes:
+        """Shapes from parts a ``Shapes`` had (``geofence.image``): no
+        projection or ring walk again."""
+        self = cls.__new__(cls)
+        self._set(projection, geoms, small, edges)
+        return self
+
+    def _set(
+        self,
+        projection: LocalProjection,
+        geoms: npt.NDArray[Any],
+        small: npt.NDArray[np.bool_],
+        edges: Edges,
+    ) -> None:
+        self.projection, self.geoms = projection, geoms
         shapely.prepare(self.geoms)
-        self.small, self.edges = _ring_table(self.geoms)
+        self.small, self.edges = small, edges
         self.tree = shapely.STRtree(self.geoms)
-        bounds = shapely.bounds(self.geoms) if len(zones) else np.zeros((0, 4))
+        bounds = shapely.bounds(self.geoms) if len(geoms) else np.zeros((0, 4))
         self.bounds: Floats = np.ascontiguousarray(bounds, dtype=np.float64)
 
     def __len__(self) -> int:

@@ -11,6 +11,10 @@ Tables (names and columns are contracts; see the README):
   start_at, end_at``, the bounding box ``min_lng, min_lat, max_lng, max_lat`` and
   ``geometry`` (WKB, WGS-84 lng/lat).
 
+- ``zone_indexes``: the built parking index of a version (``version, cell_m,
+  format, built_at, image``: ``geofence.image``), so a service starts and swaps
+  without building it again; rebuilt when it does not fit.
+
 A new set is written and made active in one transaction: if anything fails,
 the previous set stays active and no row of the new one remains. Old versions
 are kept (an audit trail; ``bikefleet zones load`` prints the version id).
@@ -34,10 +38,12 @@ from geofence.errors import NoZonesError
 from geofence.types import Rule, Zone, ZoneSet
 
 __all__ = [
+    "ZONE_INDEX_SQL",
     "ZONE_SCHEMA_SQL",
     "ZoneDb",
     "active_version",
     "copy_zone_set",
+    "load_index_image",
     "load_zone_set",
     "save_zone_set",
     "stage_zone_document",
@@ -58,6 +64,16 @@ CREATE TABLE IF NOT EXISTS zones (
     capacity BIGINT, start_at TIMESTAMPTZ, end_at TIMESTAMPTZ,
     min_lng DOUBLE NOT NULL, min_lat DOUBLE NOT NULL, max_lng DOUBLE NOT NULL,
     max_lat DOUBLE NOT NULL, geometry BLOB NOT NULL
+);
+"""
+
+
+#: Added by schema version 3 (``api.usecases.store``).
+ZONE_INDEX_SQL = """
+CREATE TABLE IF NOT EXISTS zone_indexes (
+    version BIGINT NOT NULL, cell_m DOUBLE NOT NULL, format INTEGER NOT NULL,
+    built_at TIMESTAMPTZ NOT NULL, image BLOB NOT NULL,
+    PRIMARY KEY (version, cell_m)
 );
 """
 
@@ -93,11 +109,11 @@ def ensure_tables(con: ZoneDb) -> None:
         return
     have = con.execute(
         "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_name IN ('zone_sets', 'zones') AND table_schema = 'main' "
-        "AND table_catalog = current_database()"
+        "WHERE table_name IN ('zone_sets', 'zones', 'zone_indexes') "
+        "AND table_schema = 'main' AND table_catalog = current_database()"
     )[0][0]
-    if have < 2:
-        con.script(ZONE_SCHEMA_SQL)
+    if have < 3:
+        con.script(ZONE_SCHEMA_SQL + ZONE_INDEX_SQL)
 
 
 def rules_json(rules: tuple[Rule, ...] | None) -> str | None:
@@ -189,18 +205,41 @@ def save_zone_set(
     sha256: str,
     now: dt.datetime | None = None,
 ) -> int:
-    """Store ``zs`` as a new version and make it the active one; return its id.
+    """Store ``zs`` as a new version, with its built index, and make it the
+    active one; return its id.
 
     One transaction: on any failure the previous active set is untouched.
     """
     return _store_set(
-        con, zone_rows(zs), _set_row(zs, source=source, sha256=sha256), now
+        con,
+        zone_rows(zs),
+        _set_row(zs, source=source, sha256=sha256),
+        now,
+        _image(zs, now),
     )
 
 
+def _image(zs: ZoneSet, now: dt.datetime | None) -> bytes:
+    """The image of ``zs``'s index as built at ``now`` (default: now)."""
+    # Imported here: reading and writing zone rows needs none of the index
+    # (nor the compiled kernels it loads).
+    from geofence.image import index_image
+    from geofence.index import DEFAULT_CELL_M, ZoneIndex
+
+    at = now or dt.datetime.now(dt.UTC)
+    return index_image(ZoneIndex(zs, cell_m=DEFAULT_CELL_M, at=at), DEFAULT_CELL_M)
+
+
 def _store_set(
-    con: ZoneDb, rows: pl.DataFrame, head: dict[str, Any], now: dt.datetime | None
+    con: ZoneDb,
+    rows: pl.DataFrame,
+    head: dict[str, Any],
+    now: dt.datetime | None,
+    image: bytes | None,
 ) -> int:
+    from geofence.image import IMAGE_FORMAT
+    from geofence.index import DEFAULT_CELL_M
+
     ensure_tables(con)
     with con.transaction():
         version = int(con.execute("SELECT nextval('zone_set_versions')")[0][0])
@@ -209,6 +248,17 @@ def _store_set(
             rows.select(pl.lit(version, pl.Int64).alias("version"), pl.all()),
             _ZONE_COLUMNS,
         )
+        if image is not None:
+            con.execute(
+                "INSERT INTO zone_indexes VALUES (?, ?, ?, ?, ?)",
+                [
+                    version,
+                    DEFAULT_CELL_M,
+                    IMAGE_FORMAT,
+                    dt.datetime.now(dt.UTC),
+                    image,
+                ],
+            )
         con.execute("UPDATE zone_sets SET active = FALSE WHERE active")
         con.execute(
             "INSERT INTO zone_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE)",
@@ -259,6 +309,7 @@ def stage_zone_document(raw: bytes, path: str, source: str) -> str:
     zs, sha = parse_zone_bytes(raw, source=source)
     zone_rows(zs).write_ipc(path)
     Path(path + ".json").write_text(json.dumps(_set_row(zs, source=source, sha256=sha)))
+    Path(path + ".index").write_bytes(_image(zs, None))
     return sha
 
 
@@ -266,7 +317,18 @@ def copy_zone_set(con: ZoneDb, staged: str) -> int:
     """Store the zone set staged at ``staged`` (``stage_zone_document``) as a
     new active version, in one transaction; return the new version id."""
     head = json.loads(Path(staged + ".json").read_text())
-    return _store_set(con, pl.read_ipc(staged), head, None)
+    image = Path(staged + ".index").read_bytes()
+    return _store_set(con, pl.read_ipc(staged), head, None, image)
+
+
+def load_index_image(con: ZoneDb, version: int, cell_m: float) -> bytes | None:
+    """The stored image of version ``version``'s index, if one was kept."""
+    ensure_tables(con)
+    rows = con.execute(
+        "SELECT image FROM zone_indexes WHERE version = ? AND cell_m = ?",
+        [version, cell_m],
+    )
+    return bytes(rows[0][0]) if rows else None
 
 
 def active_version(con: ZoneDb) -> int | None:

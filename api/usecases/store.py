@@ -37,7 +37,7 @@ from fleet.cities import CITIES, Cities
 from fleet.db import Db, DuckDb, PgDb, pg_ddl
 from fleet.errors import SchemaVersionError
 from fleet.store import SCHEMA_SQL, default_db_path, open_store, stored_cities
-from geofence.store import ZONE_SCHEMA_SQL, active_version
+from geofence.store import ZONE_INDEX_SQL, ZONE_SCHEMA_SQL, active_version
 from rebalancing.store import PLAN_SCHEMA_SQL
 
 __all__ = [
@@ -103,6 +103,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX IF NOT EXISTS fleet_snapshot_city "
         "ON fleet_snapshot (city, taken_at);",
     ),
+    # The parking index built when a zone set is stored, kept beside it: a
+    # service start or swap reads it instead of building it again.
+    Migration(3, "built parking indexes", ZONE_INDEX_SQL, pg_ddl(ZONE_INDEX_SQL)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -286,13 +289,15 @@ def write_snapshot(store: Store, folder: Path) -> Path | None:
     tmp = folder / f".{name}"
     zone_sets = con.frame("SELECT * FROM zone_sets WHERE version = ?", [version])
     zones = con.frame("SELECT * FROM zones WHERE version = ?", [version])
+    images = con.frame("SELECT * FROM zone_indexes WHERE version = ?", [version])
     keys = con.frame("SELECT * FROM api_keys")
     snap = duckdb.connect(str(tmp))
     try:
-        snap.execute(ZONE_SCHEMA_SQL + KEY_SCHEMA_SQL)
+        snap.execute(ZONE_SCHEMA_SQL + ZONE_INDEX_SQL + KEY_SCHEMA_SQL)
         for table, rows in (
             ("zone_sets", zone_sets),
             ("zones", zones),
+            ("zone_indexes", images),
             ("api_keys", keys),
         ):
             snap.register("_rows", rows.to_arrow())

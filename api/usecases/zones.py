@@ -23,11 +23,12 @@ from fleet.errors import EmptyStoreError
 from fleet.store import pick_city
 from geofence.active import ActiveIndex, utc_now
 from geofence.audit import Audit, audit_fleet
-from geofence.index import ZoneIndex
+from geofence.index import DEFAULT_CELL_M, ZoneIndex
 from geofence.io import parse_zone_bytes, read_zone_file
 from geofence.store import (
     active_version,
     copy_zone_set,
+    load_index_image,
     load_zone_set,
     save_zone_set,
     stage_zone_document,
@@ -117,7 +118,8 @@ def zone_state(
         "by_kind": kinds,
         "warnings": list(info["warnings"] or []),
     }
-    active = ActiveIndex(zs, clock=clock)
+    image = load_index_image(store.con, version, DEFAULT_CELL_M)
+    active = ActiveIndex(zs, clock=clock, cell_m=DEFAULT_CELL_M, image=image)
     gc.collect()
     gc.freeze()  # the index is long-lived: keep the collector off its objects
     return ZoneState(active, info)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,10 +15,11 @@ import typer
 from rich.table import Table
 
 from api.clikit import CityOpt, DbOpt, ResOpt, err, friendly, out, parse_date, progress
-from api.usecases.plans import DayPlan, plan_day
+from api.usecases.plans import DayPlan, plan_day, plan_units
 from api.usecases.plans import solve_instance as solve_published
 from api.usecases.store import Store
 from fleet.cells import DEFAULT_RES
+from fleet.errors import InvalidConfigError
 from rebalancing.types import STRATEGIES, PlanParams
 
 
@@ -91,6 +93,21 @@ def plan(
             "hex ids; 'depot'); other pairs: great circle x 1.3."
         ),
     ] = None,
+    units: Annotated[
+        Path | None,
+        typer.Option(
+            help="Plan from your own targets instead of the demand profile: a "
+            "CSV with unit,lat,lng,surplus,deficit (optional stock), one row per "
+            "dispatch unit, any ids."
+        ),
+    ] = None,
+    start_loaded: Annotated[
+        bool,
+        typer.Option(
+            "--start-loaded",
+            help="Trucks may leave the depot with bikes on board (default: empty).",
+        ),
+    ] = False,
 ) -> None:
     """Plan the morning's rebalancing: targets from demand, OR-Tools truck routes.
 
@@ -112,9 +129,29 @@ def plan(
         penalty_m_per_bike=penalty_m,
         time_limit_s=time_limit,
         strategy=strategy,
+        trucks_start_empty=not start_loaded,
     )
     day = parse_date(date, "--date") if date is not None else None
     where = _latlng(depot) if depot else None
+    if units is not None:
+        if matrix is not None:
+            raise InvalidConfigError(
+                "--matrix goes with the store's cells, not --units"
+            )
+        with Store.open(db, create=True) as store, plan_progress() as (stage, best):
+            p = plan_units(
+                store,
+                units,
+                city=city or units.stem,
+                date=day or dt.date.today(),
+                params=params,
+                out_dir=out_dir,
+                depot=where,
+                on_stage=stage,
+                on_progress=best,
+            )
+        print_plan(p, out_dir)
+        return
     roads = pl.read_csv(matrix, infer_schema=False) if matrix else None
     with Store.open(db) as store, plan_progress() as (stage, best):
         p = plan_day(
@@ -139,10 +176,11 @@ def print_plan(d: DayPlan, out_dir: Path) -> None:
         f"surplus in {int((u['surplus'] > 0).sum()):,} cells, "
         f"{int(u['deficit'].sum()):,} of deficit in {int((u['deficit'] > 0).sum()):,}"
     )
-    out.print(
-        f"fleet size the demand needs at this service level: ~{d.fleet_needed:,} "
-        f"bikes (now {int(u['stock'].sum()):,} parked)"
-    )
+    if d.fleet_needed is not None:
+        out.print(
+            f"fleet size the demand needs at this service level: "
+            f"~{d.fleet_needed:,} bikes (now {int(u['stock'].sum()):,} parked)"
+        )
     table = Table(
         "truck",
         "stops",
@@ -170,6 +208,14 @@ def print_plan(d: DayPlan, out_dir: Path) -> None:
         f"{int(t['bikes_dropped']):,} dropped off), truck km {t['truck_km']:,}, "
         f"imbalance left {int(t['imbalance_left']):,} of "
         f"{int(t['imbalance_total']):,}, solved in {t['seconds']} s"
+    )
+    out.print(
+        f"handling bound {int(t['handling_bound']):,} bikes (what "
+        f"{d.plan.instance.vehicles} trucks could move in the shift): the plan "
+        f"drops off {t['share_of_bound']:.0%} of it at {t['km_per_bike']:.2f} "
+        f"truck km per bike; by hand (nearest surplus, then nearest deficits) "
+        f"{int(t['baseline_bikes_dropped']):,} bikes at "
+        f"{t['baseline_km_per_bike']:.2f} km per bike"
     )
     for note in p.notes:
         err.print(f"note: {note}")

@@ -116,6 +116,7 @@ def create_app(
         },
     )
     app.state.svc = svc
+    app.add_middleware(parking.FastCheck, svc=svc)  # innermost: after the guard
     if replica_of is not None:
         app.add_middleware(Forward, primary=replica_of)
     app.add_middleware(

@@ -10,6 +10,11 @@ Run:  .venv/bin/python bench/rebalancing.py [--time-limit 10] [--long 60]
 - 1-PDTSP n = 100 to 200 (a sample): reference = our own long run (``--long``
   seconds), the only reference at hand here.
 - City plan: 1,000 units with random surplus/deficit over 10 km, 20 trucks.
+- City scale (``--only scale``; issue 13): the synthetic Beijing-sized city
+  (``rebalancing.synth``) at 5,000 units (60 s) and 25,000 units (300 s), 50
+  trucks of 30, an 8 h shift; each in a fresh process so that its peak memory
+  is its own; the plan beside the handling bound and the nearest-neighbour
+  baseline on the same units, trucks and shift.
 
 Writes bench/out/rebalancing.csv (instance, family, n, reference, ours, gap %,
 seconds, method) and prints the table and a summary per family.
@@ -20,7 +25,10 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import json
 import re
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -124,13 +132,87 @@ def city(limit: float) -> dict[str, object]:
     }
 
 
+def at_scale(n: int) -> dict[str, object]:
+    """One city-scale plan, in this (fresh) process."""
+    from rebalancing.synth import synth_units
+
+    limit = 60.0 if n <= 5_000 else 300.0
+    units = synth_units(n)
+    params = PlanParams(
+        trucks=50, capacity_bikes=30, shift_s=8 * 3600, time_limit_s=limit
+    )
+    t0 = time.perf_counter()
+    p = plan_routes(units, params, start=dt.datetime(2026, 12, 1, 7, tzinfo=dt.UTC))
+    t = p.totals
+    return {
+        "units": n,
+        "limit_s": limit,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+        "method": p.solution.method,
+        "cost": t["cost"],
+        **{
+            k: t[k]
+            for k in (
+                "bikes_moved",
+                "bikes_dropped",
+                "truck_km",
+                "handling_bound",
+                "share_of_bound",
+                "km_per_bike",
+                "baseline_bikes_dropped",
+                "baseline_truck_km",
+                "baseline_km_per_bike",
+            )
+        },
+    }
+
+
+def scale_row(n: int) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--one-scale", str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    # Peak memory of the children (the territory solvers) too.
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+    print(
+        f"city scale: {n:,} units, 50 trucks of 30, 8 h, limit {r['limit_s']:g} s: "
+        f"{r['wall_s']} s wall, peak {r['peak_gb']} GB (largest process so far "
+        f"{kids:.2f} GB), verified ({r['method']}); drops off "
+        f"{int(r['bikes_dropped']):,} bikes = {r['share_of_bound']:.0%} of the "
+        f"handling bound {int(r['handling_bound']):,}, {r['km_per_bike']:.2f} truck "
+        f"km per bike; nearest-neighbour baseline {int(r['baseline_bikes_dropped']):,} "
+        f"bikes, {r['baseline_km_per_bike']:.2f} km per bike (ratio "
+        f"{r['km_per_bike'] / r['baseline_km_per_bike']:.2f}; targets: >= 80 % of "
+        f"the bound, <= 0.75 x the baseline's km per bike, at least its bikes)"
+    )
+    return {
+        "instance": f"synthetic-city-{n}-units-50-trucks",
+        "family": "scale",
+        "n": n,
+        "reference": None,
+        "ours": r["cost"],
+        "gap_pct": None,
+        "seconds": r["wall_s"],
+        "method": r["method"],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--time-limit", type=float, default=10.0)
     ap.add_argument("--long", type=float, default=60.0)
     ap.add_argument("--city-limit", type=float, default=50.0)
-    ap.add_argument("--only", choices=("dellamico", "pdtsp", "large", "city"))
+    ap.add_argument("--only", choices=("dellamico", "pdtsp", "large", "city", "scale"))
+    ap.add_argument("--scale", type=int, nargs="*", default=[5_000, 25_000])
+    ap.add_argument("--one-scale", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.one_scale:  # the child process of one city-scale run
+        print(json.dumps(at_scale(a.one_scale)))
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     ref = refs()
     rows: list[dict[str, object]] = []
@@ -162,6 +244,9 @@ def main() -> None:
             rows.append(run(p, "1pdtsp-big", long, a.time_limit))
     if a.only in (None, "city"):
         rows.append(city(a.city_limit))
+    if a.only in (None, "scale"):
+        for n in a.scale:
+            rows.append(scale_row(n))
     with (OUT / "rebalancing.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

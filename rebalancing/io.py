@@ -9,14 +9,92 @@ from typing import Any
 
 import h3
 import matplotlib
+import polars as pl
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.collections import PolyCollection
 
+from rebalancing.errors import InfeasibleInputError
 from rebalancing.plan import CityPlan
 
-__all__ = ["plan_geojson", "write_plan_files"]
+__all__ = ["UNIT_COLUMNS", "plan_geojson", "read_units", "write_plan_files"]
+
+#: Columns of a units file (``bikefleet plan --units``); ``stock`` optional.
+UNIT_COLUMNS = ("unit", "lat", "lng", "surplus", "deficit")
+#: Above this many trucks the map draws thin routes and no legend.
+_LEGEND_TRUCKS = 12
+
+
+def read_units(path: Path) -> pl.DataFrame:
+    """An operator's own dispatch units: one row per unit, columns ``unit,
+    lat, lng, surplus, deficit`` and optionally ``stock`` (bikes standing
+    there: a unit never gives more). A bad row is a one-line error naming its
+    line and field."""
+    try:
+        raw = pl.read_csv(path, infer_schema=False)
+    except (OSError, pl.exceptions.PolarsError) as e:
+        raise InfeasibleInputError(f"{path}: cannot read it as CSV ({e})") from None
+    missing = [c for c in UNIT_COLUMNS if c not in raw.columns]
+    if missing:
+        raise InfeasibleInputError(
+            f"{path}: needs columns {', '.join(UNIT_COLUMNS)} (and optionally "
+            f"stock); missing {', '.join(missing)}"
+        )
+    if raw.height == 0:
+        raise InfeasibleInputError(f"{path}: no units")
+    cols = [*UNIT_COLUMNS, *(["stock"] if "stock" in raw.columns else [])]
+    raw = raw.select(cols).with_row_index("line", offset=2)  # line 1: header
+    checks = {
+        "unit": (
+            pl.col("unit").is_not_null() & (pl.col("unit").str.len_chars() > 0),
+            "is empty",
+        ),
+        "lat": (
+            pl.col("lat").cast(pl.Float64, strict=False).is_between(-90, 90),
+            "is not a latitude in [-90, 90]",
+        ),
+        "lng": (
+            pl.col("lng").cast(pl.Float64, strict=False).is_between(-180, 180),
+            "is not a longitude in [-180, 180]",
+        ),
+        **{
+            c: (
+                pl.col(c).cast(pl.Int64, strict=False) >= 0,
+                "is not a whole number >= 0",
+            )
+            for c in cols[3:]
+        },
+    }
+    for field, (ok, why) in checks.items():
+        bad = raw.filter(~ok.fill_null(False))
+        if bad.height:
+            r = bad.row(0, named=True)
+            raise InfeasibleInputError(
+                f"{path} line {r['line']}: {field} {r[field]!r} {why}"
+                + (f" ({bad.height} rows in all)" if bad.height > 1 else "")
+            )
+    dup = raw.filter(~pl.col("unit").is_first_distinct())
+    if dup.height:
+        r = dup.row(0, named=True)
+        raise InfeasibleInputError(
+            f"{path} line {r['line']}: unit {r['unit']!r} appears more than once"
+        )
+    both = raw.filter(
+        (pl.col("surplus").cast(pl.Int64) > 0) & (pl.col("deficit").cast(pl.Int64) > 0)
+    )
+    if both.height:
+        r = both.row(0, named=True)
+        raise InfeasibleInputError(
+            f"{path} line {r['line']}: unit {r['unit']!r} has both a surplus and a "
+            "deficit: give one of them (the other 0)"
+        )
+    return raw.select(
+        pl.col("unit"),
+        pl.col("lat").cast(pl.Float64),
+        pl.col("lng").cast(pl.Float64),
+        *(pl.col(c).cast(pl.Int64) for c in cols[3:]),
+    )
 
 
 def write_plan_files(plan: CityPlan, out_dir: Path, *, title: str) -> list[Path]:
@@ -93,26 +171,27 @@ _DEFICIT = matplotlib.colormaps["Blues"]
 
 
 def _png(plan: CityPlan, path: Path, title: str) -> None:
-    u = plan.units
+    u = plan.units.filter(pl.col("surplus") != pl.col("deficit"))
     imb = (u["surplus"] - u["deficit"]).to_list()
     top = max((abs(v) for v in imb), default=1) or 1
-    polys, colors = [], []
-    for cell, v in zip(u["unit"].to_list(), imb, strict=True):
-        if v == 0:
-            continue
-        polys.append([(lng, lat) for lat, lng in h3.cell_to_boundary(cell)])
-        # The shade says how big the imbalance is (reds: surplus, blues: deficit).
-        colors.append(
-            _SURPLUS(0.25 + 0.75 * v / top)
-            if v > 0
-            else _DEFICIT(0.25 + 0.75 * -v / top)
-        )
+    # The shade says how big the imbalance is (reds: surplus, blues: deficit).
+    colors = [
+        _SURPLUS(0.25 + 0.75 * v / top) if v > 0 else _DEFICIT(0.25 + 0.75 * -v / top)
+        for v in imb
+    ]
     fig, ax = plt.subplots(figsize=(9, 9), dpi=110)
-    ax.add_collection(
-        PolyCollection(polys, facecolors=colors, alpha=0.6, edgecolors="none")
-    )
+    units = u["unit"].to_list()
+    if all(h3.is_valid_cell(c) for c in units):  # H3 cells: drawn as cells
+        polys = [[(lng, lat) for lat, lng in h3.cell_to_boundary(c)] for c in units]
+        ax.add_collection(
+            PolyCollection(polys, facecolors=colors, alpha=0.6, edgecolors="none")
+        )
+    else:  # the operator's own units (plan --units): points
+        ax.scatter(u["lng"], u["lat"], s=4, c=colors, alpha=0.7, linewidths=0)
     inst = plan.instance
     assert inst.lat is not None and inst.lng is not None
+    trucks = plan.stops["truck"].n_unique()
+    many = trucks > _LEGEND_TRUCKS  # a city: thinner lines, no legend
     for truck, g in plan.stops.group_by("truck", maintain_order=True):
         xs = [inst.lng[0], *g["lng"].to_list(), inst.lng[0]]
         ys = [inst.lat[0], *g["lat"].to_list(), inst.lat[0]]
@@ -120,7 +199,7 @@ def _png(plan: CityPlan, path: Path, title: str) -> None:
             xs,
             ys,
             "-",
-            lw=1.6,
+            lw=0.6 if many else 1.6,
             color=TRUCK_COLOURS[(int(truck[0]) - 1) % len(TRUCK_COLOURS)],
             label=f"truck {truck[0]}",
         )
@@ -136,7 +215,7 @@ def _png(plan: CityPlan, path: Path, title: str) -> None:
     )
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
-    if plan.stops.height:
+    if plan.stops.height and not many:
         ax.legend(loc="upper right", fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path)

@@ -16,15 +16,23 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import h3
 import numpy as np
 import polars as pl
 
 from fleet.geo import haversine_m
+from rebalancing.city import (
+    DENSE_MAX_NODES,
+    Baseline,
+    handling_bound,
+    nearest_neighbour,
+    solve_by_territory,
+)
 from rebalancing.errors import InfeasibleInputError
 from rebalancing.solve import Progress, solve
-from rebalancing.types import Instance, PlanParams, Solution
+from rebalancing.types import Instance, PairMetres, PlanParams, Solution
 from rebalancing.verify import verify
 
 __all__ = ["CityPlan", "build_instance", "plan_routes", "units_frame"]
@@ -157,18 +165,27 @@ def build_instance(
             dem.append(sign * take)
             left -= take
     la, ln = np.array(lat), np.array(lng)
-    metres = haversine_m(la[:, None], ln[:, None], la[None, :], ln[None, :])
-    metres = metres * params.road_factor
-    if matrix is not None:
-        metres = _apply_matrix(metres, unit_of, matrix)
+    cost: Any
+    secs: Any
+    if len(ids) > DENSE_MAX_NODES and matrix is None:
+        # A city: distances computed when asked (rebalancing.city).
+        cost = PairMetres(la, ln, params.road_factor, rounded=True)
+        secs = PairMetres(la, ln, params.road_factor, per_s=params.speed_kmh / 3.6)
+    else:
+        metres = haversine_m(la[:, None], ln[:, None], la[None, :], ln[None, :])
+        metres = metres * params.road_factor
+        if matrix is not None:
+            metres = _apply_matrix(metres, unit_of, matrix)
+        cost = np.rint(metres).astype(np.int64)
+        secs = metres / (params.speed_kmh / 3.6)
     return Instance(
         name=name,
         node_ids=tuple(ids),
         demand_bikes=np.array(dem, np.int64),
-        cost=np.rint(metres).astype(np.int64),
+        cost=cost,
         capacity_bikes=params.capacity_bikes,
         vehicles=params.trucks,
-        time_s=metres / (params.speed_kmh / 3.6),
+        time_s=secs,
         shift_s=params.shift_s,
         handling_s_per_bike=params.handling_s_per_bike,
         penalty_per_bike=params.penalty_m_per_bike,
@@ -225,22 +242,36 @@ def plan_routes(
     matrix: pl.DataFrame | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_progress: Progress | None = None,
+    workers: int = 2,
 ) -> CityPlan:
     """Solve, verify and tabulate a plan for ``units`` (with targets).
 
     ``on_stage`` hears ``build``, ``solve`` and ``verify`` as they start;
-    ``on_progress(seconds, best_cost)`` each better solution of the search."""
+    ``on_progress(seconds, best_cost)`` each better solution of the search.
+    Past ``rebalancing.city.DENSE_MAX_NODES`` stops the city is planned by
+    territory, in ``workers`` processes."""
     notes: list[str] = []
     stage = on_stage or (lambda _: None)
     stage("build")
     inst = build_instance(units, params, depot=depot, matrix=matrix)
     stage("solve")
-    sol = solve(
-        inst,
-        time_limit_s=params.time_limit_s,
-        strategy=params.strategy,
-        on_progress=on_progress,
-    )
+    if isinstance(inst.cost, PairMetres):
+        assert inst.lat is not None and inst.lng is not None
+        x, y = _metres_xy(inst.lat, inst.lng)
+        sol, parts = solve_by_territory(
+            inst, params, x, y, workers=workers, on_progress=on_progress
+        )
+        notes.append(
+            f"{inst.n - 1:,} stops to plan: planned as {len(parts)} territories of "
+            "one truck each (rebalancing.city), not across their borders"
+        )
+    else:
+        sol = solve(
+            inst,
+            time_limit_s=params.time_limit_s,
+            strategy=params.strategy,
+            on_progress=on_progress,
+        )
     stage("verify")
     verify(inst, sol)
     rows = []
@@ -316,17 +347,59 @@ def plan_routes(
         )
     picked = stops.filter(pl.col("action") == "pickup")["bikes"].sum()
     dropped = stops.filter(pl.col("action") == "dropoff")["bikes"].sum()
+    # Bikes handed over where they were short: what rebalancing achieved (a
+    # truck may bring bikes back to the depot; those were moved, not placed).
+    placed = float(dropped or 0)
+    km = round(sol.arc_cost / 1000, 2)
+    bound = handling_bound(surplus, deficit, params)
+    assert inst.lat is not None and inst.lng is not None
+    base = _baseline(units, params, (float(inst.lat[0]), float(inst.lng[0])))
     totals = {
         # Each bike counts once, when it is picked up; drops are beside it.
         "bikes_moved": float(picked or 0),
         "bikes_dropped": float(dropped or 0),
-        "truck_km": round(sol.arc_cost / 1000, 2),
+        "truck_km": km,
         "imbalance_left": float(left),
         "imbalance_total": float(total_imb),
         "cost": float(sol.cost),
         "seconds": round(sol.seconds, 2),
+        # What the trucks could move at most in the shift, the share of it the
+        # plan drops off, and truck km per bike dropped off.
+        "handling_bound": bound,
+        "share_of_bound": round(placed / bound, 4) if bound else 0.0,
+        "km_per_bike": round(km / placed, 4) if placed else 0.0,
+        # The nearest-neighbour dispatcher on the same units, trucks and shift.
+        "baseline_bikes_dropped": float(base.bikes_dropped),
+        "baseline_truck_km": base.truck_km,
+        "baseline_km_per_bike": (
+            round(base.km_per_bike, 4) if base.bikes_dropped else 0.0
+        ),
     }
     return CityPlan(stops, trucks, totals, units, inst, sol, tuple(notes))
+
+
+def _baseline(
+    units: pl.DataFrame, params: PlanParams, depot: tuple[float, float]
+) -> Baseline:
+    todo = units.filter((pl.col("surplus") > 0) | (pl.col("deficit") > 0))
+    surplus = todo["surplus"].to_numpy().astype(np.int64)
+    if "stock" in todo.columns:  # never more out of a unit than stand there
+        surplus = np.minimum(surplus, todo["stock"].to_numpy().astype(np.int64))
+    return nearest_neighbour(
+        todo["lat"].to_numpy().astype(np.float64),
+        todo["lng"].to_numpy().astype(np.float64),
+        surplus,
+        todo["deficit"].to_numpy().astype(np.int64),
+        depot,
+        params,
+    )
+
+
+def _metres_xy(lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in metres about the depot (node 0): for cutting territories."""
+    k = 6_371_008.8 * math.pi / 180
+    x = (lng - lng[0]) * k * math.cos(math.radians(float(lat[0])))
+    return np.asarray(x, np.float64), np.asarray((lat - lat[0]) * k, np.float64)
 
 
 def day_type_of(date: dt.date) -> str:

@@ -10,11 +10,16 @@ may be skipped (at a penalty per bike left undone) or must be served whole.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+
+from fleet.geo import haversine_m
 
 __all__ = [
     "Instance",
+    "PairMetres",
     "PlanParams",
     "Route",
     "Solution",
@@ -78,16 +83,56 @@ STRATEGIES = (
 
 
 @dataclass(frozen=True, slots=True)
+class PairMetres:
+    """Node-to-node road metres (``rounded``: as the integer arc costs) or
+    travel seconds (``per_s``: metres per second), computed when asked:
+    ``m[i, j]`` is what row i, column j of the dense matrix would hold."""
+
+    lat: npt.NDArray[np.float64]
+    lng: npt.NDArray[np.float64]
+    road_factor: float
+    per_s: float | None = None  # metres per second: a time matrix
+    rounded: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.lat), len(self.lat))
+
+    def __getitem__(self, ij: tuple[int, int]) -> float:
+        i, j = ij
+        return float(self.block(np.array([i]), np.array([j]))[0, 0])
+
+    def block(
+        self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float64]:
+        """The dense sub-matrix of ``rows`` x ``cols``."""
+        m = (
+            haversine_m(
+                self.lat[rows][:, None],
+                self.lng[rows][:, None],
+                self.lat[cols][None, :],
+                self.lng[cols][None, :],
+            )
+            * self.road_factor
+        )
+        if self.per_s is not None:
+            return np.asarray(m / self.per_s, np.float64)
+        return np.rint(m) if self.rounded else np.asarray(m, np.float64)
+
+
+@dataclass(frozen=True, slots=True)
 class Instance:
     """A rebalancing problem as the solver and the verifier see it."""
 
     name: str
     node_ids: tuple[str, ...]  # the file's or the city's own ids; node 0 = depot
     demand_bikes: np.ndarray  # int, per node; > 0 pick up, < 0 drop off
-    cost: np.ndarray  # int matrix, objective units (metres or the file's costs)
+    # Objective units (metres or the file's costs), int: a dense matrix, or at
+    # city scale ``PairMetres`` (computed when asked, ``rebalancing.city``).
+    cost: Any
     capacity_bikes: int
     vehicles: int
-    time_s: np.ndarray | None = None  # travel seconds matrix (None: no shift limit)
+    time_s: Any = None  # travel seconds, as ``cost`` (None: no shift limit)
     shift_s: float | None = None
     handling_s_per_bike: float = 0.0
     penalty_per_bike: float | None = None  # None: every node must be served

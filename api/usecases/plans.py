@@ -19,7 +19,7 @@ from fleet.errors import BikeFleetError, EmptyStoreError
 from fleet.snapshot import snapshot_fleet
 from fleet.store import pick_city, read_trips
 from rebalancing.instances import read_instance
-from rebalancing.io import plan_geojson, write_plan_files
+from rebalancing.io import plan_geojson, read_units, write_plan_files
 from rebalancing.plan import (
     CityPlan,
     day_type_of,
@@ -60,13 +60,14 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class DayPlan:
     """A verified, saved plan: its city, date, id, the plan, and the fleet size
-    the demand needs at the service level."""
+    the demand needs at the service level (None: planned from the operator's
+    own units, no demand profile)."""
 
     city: str
     date: dt.date
     plan_id: int
     plan: CityPlan
-    fleet_needed: int
+    fleet_needed: int | None
     files: list[Path]
 
 
@@ -135,6 +136,42 @@ def plan_day(
         f"{params.start_hour:02d}:00, {params.trucks} trucks",
     )
     return DayPlan(inputs.city, inputs.date, pid, plan, inputs.fleet_needed, files)
+
+
+def plan_units(
+    store: Store,
+    units_file: Path,
+    *,
+    city: str,
+    date: dt.date,
+    params: PlanParams,
+    out_dir: Path,
+    depot: tuple[float, float] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_progress: Progress | None = None,
+) -> DayPlan:
+    """Plan from an operator's own targets (a units file, checked by
+    ``rebalancing.io.read_units``): the same routes, verifier, store rows and
+    files as ``plan_day``, the trucks setting out at ``params.start_hour`` UTC
+    on ``date``."""
+    units = read_units(units_file)
+    start = dt.datetime.combine(date, dt.time(params.start_hour), tzinfo=dt.UTC)
+    plan = plan_routes(
+        units,
+        params,
+        start=start,
+        depot=depot,
+        on_stage=on_stage,
+        on_progress=on_progress,
+    )
+    pid = save_plan(store.con, plan, params, city=city, date=date)
+    files = write_plan_files(
+        plan,
+        out_dir,
+        title=f"{city} rebalancing plan for {date} {params.start_hour:02d}:00 UTC, "
+        f"{params.trucks} trucks ({units.height:,} units)",
+    )
+    return DayPlan(city, date, pid, plan, None, files)
 
 
 def day_inputs(

@@ -347,9 +347,11 @@ def test_a_worker_killed_mid_request_loses_nothing_acknowledged() -> None:
                 tid = f"{prefix}-{i:05d}"
                 try:
                     with httpx.Client(base_url=base, timeout=10) as c:
+                        # A rider per ride: the daily cap (20 rides) would
+                        # turn later rides into exclusions, not credits.
                         r = c.post(
                             "/v1/rides",
-                            json=ride(tid, rider_id=f"R-{prefix}"),
+                            json=ride(tid, rider_id=f"R-{tid}"),
                             headers=bearer(keys["rides:write"]),
                         )
                     if r.status_code == 201:

@@ -158,6 +158,61 @@ def test_parking_check_decisions(api) -> None:
     assert edge["decision"] == "uncertain" and "15 m GPS accuracy" in edge["reason"]
 
 
+def test_the_quick_check_answers_as_the_route(api) -> None:
+    """A well-formed check is answered by ``FastCheck``; the same query with
+    its numbers as strings (which pydantic coerces) by the FastAPI route: the
+    two answers are the same bytes, and both are counted under the route."""
+
+    def metric(decision: str) -> float:
+        text = api.get("/metrics").text
+        for line in text.splitlines():
+            if line.startswith(
+                f'bikefleet_parking_decisions_total{{decision="{decision}"'
+            ):
+                return float(line.split()[-1])
+        return 0.0
+
+    def requests() -> float:
+        text = api.get("/metrics").text
+        for line in text.splitlines():
+            if line.startswith("bikefleet_http_requests_total{") and (
+                'route="/v1/parking/check"' in line and 'status="200"' in line
+            ):
+                return float(line.split()[-1])
+        return 0.0
+
+    cases = [
+        (INSIDE_NO_PARKING, {"bike_id": "B7"}),
+        (INSIDE_AREA, {"vehicle_type": "ebike"}),
+        (OUTSIDE, {}),
+        (at(100, 150), {"accuracy_m": 15}),
+    ]
+    before, forbidden = requests(), metric("forbidden")
+    for (lat, lng), more in cases:
+        quick = api.post(
+            "/v1/parking/check",
+            json={"lat": lat, "lng": lng} | more,
+            headers=H(api, "parking:check"),
+        )
+        slow = api.post(
+            "/v1/parking/check",
+            json={"lat": str(lat), "lng": str(lng)} | more,
+            headers=H(api, "parking:check"),
+        )
+        assert quick.status_code == slow.status_code == 200
+        assert quick.content == slow.content
+        assert quick.headers["content-type"] == slow.headers["content-type"]
+    assert requests() - before == 2 * len(cases)
+    assert metric("forbidden") - forbidden == 2
+    # What the quick path leaves to the route is answered as before.
+    r = api.post(
+        "/v1/parking/check", json={"lat": 0, "lng": 0}, headers=H(api, "zones:read")
+    )
+    assert r.status_code == 403
+    r = api.post("/v1/parking/check", json={"lat": 0, "lng": 0})
+    assert r.status_code == 401
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -1,0 +1,202 @@
+"""City-scale planning (rebalancing.city): territories, the sparse instance,
+the baseline ops would make by hand, and plans from the operator's own units."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+import rebalancing.plan as planmod
+from rebalancing.city import handling_bound, nearest_neighbour, territories
+from rebalancing.errors import InfeasibleInputError, PlanError
+from rebalancing.io import read_units
+from rebalancing.plan import plan_routes
+from rebalancing.synth import synth_units
+from rebalancing.types import PairMetres, PlanParams, Route, Stop
+from rebalancing.verify import verify
+from tests.api.apikit import cli
+
+START = dt.datetime(2026, 12, 1, 7, tzinfo=dt.UTC)
+
+
+def test_territories_hold_every_unit_once_and_share_the_work() -> None:
+    u = synth_units(5_000)
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(0, 9e4, 5_000), rng.uniform(0, 8e4, 5_000)
+    work = (u["surplus"] + u["deficit"]).to_numpy().astype(float)
+    parts = territories(x, y, work, 50)
+    assert len(parts) == 50
+    every = np.concatenate(parts)
+    assert len(every) == 5_000 and len(np.unique(every)) == 5_000
+    shares = np.array([work[p].sum() for p in parts])
+    assert shares.max() / shares.min() < 1.5, shares  # balanced by work
+
+
+@pytest.fixture(scope="module")
+def city_plan():
+    """600 units, 6 trucks: planned by territory (the dense limit lowered)."""
+    units = synth_units(600, width_km=20, height_km=18, seed=11)
+    params = PlanParams(trucks=6, capacity_bikes=20, shift_s=3 * 3600, time_limit_s=8)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(planmod, "DENSE_MAX_NODES", 100)
+    try:
+        plan = plan_routes(units, params, start=START)
+    finally:
+        mp.undo()
+    return units, params, plan
+
+
+def test_a_city_plan_by_territory_is_verified_and_covers_each_unit_once(
+    city_plan,
+) -> None:
+    units, params, plan = city_plan
+    inst = plan.instance
+    assert isinstance(inst.cost, PairMetres)  # no dense matrix was built
+    assert plan.solution.method == "territories"
+    assert any("territories" in n for n in plan.notes)
+    verify(inst, plan.solution)  # again, independently of the planner
+    # Each unit is served by one truck at most (its territory's).
+    by_unit = plan.stops.group_by("unit").agg(pl.col("truck").n_unique())
+    assert by_unit["truck"].max() == 1
+    assert plan.trucks.height <= params.trucks
+    served = plan.stops["unit"].n_unique()
+    active = units.filter((pl.col("surplus") > 0) | (pl.col("deficit") > 0))
+    assert 0 < served <= active.height
+
+
+def test_the_planner_beats_the_baseline_on_the_same_city(city_plan) -> None:
+    _, _, plan = city_plan
+    t = plan.totals
+    assert t["baseline_bikes_dropped"] > 0  # the baseline did work here too
+    assert t["bikes_dropped"] >= t["baseline_bikes_dropped"]
+    assert t["km_per_bike"] < t["baseline_km_per_bike"]
+    assert 0 < t["share_of_bound"] <= 1
+
+
+def test_the_verifier_rejects_a_broken_city_plan(city_plan) -> None:
+    _, _, plan = city_plan
+    inst, sol = plan.instance, plan.solution
+    a, b = sol.routes[0], sol.routes[1]
+    # A stop of truck 1 given to truck 2 as well: served twice, loads wrong.
+    moved = Route(b.vehicle, b.start_load, (a.stops[0], *b.stops), b.cost, 0.0)
+    bad = dataclasses.replace(sol, routes=(a, moved, *sol.routes[2:]))
+    with pytest.raises(PlanError, match="visited twice"):
+        verify(inst, bad)
+    # A truck over its capacity.
+    over = Route(
+        a.vehicle,
+        a.start_load,
+        tuple(Stop(s.node, s.bikes, s.load_after + 99, s.arrival_s) for s in a.stops),
+        a.cost,
+        0.0,
+    )
+    with pytest.raises(PlanError, match="says load"):
+        verify(inst, dataclasses.replace(sol, routes=(over, *sol.routes[1:])))
+    # The same routes with a shorter shift: over it.
+    short = dataclasses.replace(inst, shift_s=600.0)
+    with pytest.raises(PlanError, match="shift is"):
+        verify(short, sol)
+
+
+def test_the_baseline_drives_to_the_nearest_surplus_then_deficits() -> None:
+    # On a north-south line, 1 km apart: depot at 0, surplus 10 at 1 km,
+    # deficits 4 at 2 km and 6 at 3 km; one truck of 20.
+    km = 1 / 111.195
+    lat = np.array([1 * km, 2 * km, 3 * km])
+    lng = np.zeros(3)
+    params = PlanParams(
+        trucks=1,
+        capacity_bikes=20,
+        shift_s=3600,
+        handling_s_per_bike=10,
+        road_factor=1.0,
+    )
+    b = nearest_neighbour(
+        lat, lng, np.array([10, 0, 0]), np.array([0, 4, 6]), (0.0, 0.0), params
+    )
+    assert (b.bikes_moved, b.bikes_dropped) == (10, 10)
+    # 0 -> 1 -> 2 -> 3 km and back to the depot: 6 km.
+    assert b.truck_km == pytest.approx(6.0, abs=0.01)
+    assert handling_bound(10, 10, params) == 10  # capped by surplus and deficit
+    assert handling_bound(1e6, 1e6, params) == pytest.approx(3600 / 20)
+
+
+def test_units_files_are_checked_row_by_row(tmp_path: Path) -> None:
+    def units(text: str) -> Path:
+        p = tmp_path / "units.csv"
+        p.write_text(text)
+        return p
+
+    head = "unit,lat,lng,surplus,deficit\n"
+    with pytest.raises(InfeasibleInputError, match="missing deficit"):
+        read_units(units("unit,lat,lng,surplus\na,1,2,3\n"))
+    with pytest.raises(InfeasibleInputError, match="line 3: lat 'north'"):
+        read_units(units(head + "a,1,2,3,0\nb,north,2,0,1\n"))
+    with pytest.raises(InfeasibleInputError, match="line 2: surplus '-1'"):
+        read_units(units(head + "a,1,2,-1,0\n"))
+    with pytest.raises(InfeasibleInputError, match="line 3: unit 'a' appears"):
+        read_units(units(head + "a,1,2,1,0\na,1,2,0,1\n"))
+    with pytest.raises(InfeasibleInputError, match="both a surplus and a deficit"):
+        read_units(units(head + "a,1,2,1,1\n"))
+    ok = read_units(units("unit,lat,lng,surplus,deficit,stock\nA7,1.5,2,3,0,5\n"))
+    assert ok.row(0) == ("A7", 1.5, 2.0, 3, 0, 5)
+
+
+def test_plan_units_from_the_command_line(tmp_path: Path) -> None:
+    f = tmp_path / "depots-north.csv"
+    synth_units(120, width_km=8, height_km=8, seed=5).write_csv(f)
+    db, out = tmp_path / "ops.duckdb", tmp_path / "plan"
+    r = cli(
+        "plan",
+        "--units",
+        str(f),
+        "--db",
+        str(db),
+        "--trucks",
+        "3",
+        "--capacity",
+        "15",
+        "--time-limit",
+        "3",
+        "--start-loaded",
+        "--date",
+        "2026-12-02",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "depots-north 2026-12-02: 120 cells" in r.stdout
+    assert "handling bound" in r.stdout and "by hand" in r.stdout
+    for name in ("plan_stops.csv", "plan_trucks.csv", "plan.geojson", "plan.png"):
+        assert (out / name).stat().st_size > 0
+    stops = pl.read_csv(out / "plan_stops.csv")
+    assert set(stops["unit"]) <= {f"u{i:05d}" for i in range(1, 121)}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("unit,lat,lng,surplus,deficit\nx,1,2,oops,0\n")
+    r = cli("plan", "--units", str(bad), "--db", str(db))
+    assert r.returncode != 0
+    assert "line 2: surplus 'oops'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_start_loaded_lets_trucks_leave_with_bikes() -> None:
+    units = synth_units(80, width_km=6, height_km=6, seed=2)
+    short = units.with_columns(pl.lit(0, pl.Int64).alias("surplus"))
+    short = short.with_columns(
+        pl.when(pl.col("deficit") == 0)
+        .then(2)
+        .otherwise(pl.col("deficit"))
+        .alias("deficit")
+    )
+    loaded = PlanParams(
+        trucks=2, capacity_bikes=20, time_limit_s=2, trucks_start_empty=False
+    )
+    plan = plan_routes(short, loaded, start=START)
+    assert plan.totals["bikes_dropped"] > 0  # bikes came from the depot
+    empty = dataclasses.replace(loaded, trucks_start_empty=True)
+    assert plan_routes(short, empty, start=START).totals["bikes_dropped"] == 0

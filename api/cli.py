@@ -40,7 +40,7 @@ from api.usecases.fleet import (
     partition_files,
     take_snapshot,
 )
-from api.usecases.plans import plan_day
+from api.usecases.plans import plan_day, write_synthetic_units
 from api.usecases.store import Store
 from api.usecases.zones import audit_parking, load_zone_file
 from api.zones_cli import print_audit, zones_app
@@ -97,11 +97,24 @@ def synth(
     dirty: Annotated[
         float, typer.Option(help="Share of rows with injected faults.")
     ] = 0.001,
+    units: Annotated[
+        int | None,
+        typer.Option(
+            help="Instead of trips: N dispatch units of a Beijing-sized city "
+            "(100 x 90 km) with surplus and deficit, written to the CSV --out "
+            "names, for `bikefleet plan --units`.",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Generate a synthetic city as hive-partitioned Parquet (city=/date=/part-0).
 
     Example: bikefleet synth --trips 10000000 --days 30 --bikes 200000 --out data/synth
     """
+    if units is not None:
+        path = write_synthetic_units(units, out_dir, seed=seed)
+        out.print(f"wrote {units:,} units to {path}")
+        return
     params = SynthParams(
         trips=trips,
         days=days,

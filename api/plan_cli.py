@@ -83,8 +83,12 @@ def plan(
         Path, typer.Option("--out", help="Folder for the plan files.")
     ] = Path("data/plan"),
     depot: Annotated[
-        str | None,
-        typer.Option(help="Depot as LAT,LNG (default: the centre of the work)."),
+        list[str] | None,
+        typer.Option(
+            help="Depot as LAT,LNG (default: the centre of the work); repeat it "
+            "for several depots: each truck sets out from the one nearest its "
+            "territory."
+        ),
     ] = None,
     matrix: Annotated[
         Path | None,
@@ -132,7 +136,7 @@ def plan(
         trucks_start_empty=not start_loaded,
     )
     day = parse_date(date, "--date") if date is not None else None
-    where = _latlng(depot) if depot else None
+    where = [_latlng(d) for d in depot or ()]
     if units is not None:
         if matrix is not None:
             raise InvalidConfigError(
@@ -146,7 +150,7 @@ def plan(
                 date=day or dt.date.today(),
                 params=params,
                 out_dir=out_dir,
-                depot=where,
+                depots=where,
                 on_stage=stage,
                 on_progress=best,
             )
@@ -161,7 +165,7 @@ def plan(
             params=params,
             res=res,
             out_dir=out_dir,
-            depot=where,
+            depots=where,
             matrix=roads,
             on_stage=stage,
             on_progress=best,
@@ -171,9 +175,10 @@ def plan(
 
 def print_plan(d: DayPlan, out_dir: Path) -> None:
     p, u = d.plan, d.plan.units
+    what = "cells" if d.fleet_needed is not None else "units"  # --units: any ids
     out.print(
-        f"{d.city} {d.date}: {u.height:,} cells, {int(u['surplus'].sum()):,} bikes of "
-        f"surplus in {int((u['surplus'] > 0).sum()):,} cells, "
+        f"{d.city} {d.date}: {u.height:,} {what}, {int(u['surplus'].sum()):,} bikes "
+        f"of surplus in {int((u['surplus'] > 0).sum()):,} {what}, "
         f"{int(u['deficit'].sum()):,} of deficit in {int((u['deficit'] > 0).sum()):,}"
     )
     if d.fleet_needed is not None:
@@ -183,6 +188,7 @@ def print_plan(d: DayPlan, out_dir: Path) -> None:
         )
     table = Table(
         "truck",
+        "depot",
         "stops",
         "picked up",
         "dropped off",
@@ -194,6 +200,7 @@ def print_plan(d: DayPlan, out_dir: Path) -> None:
     for r in p.trucks.iter_rows(named=True):
         table.add_row(
             str(r["truck"]),
+            str(r["depot"]),
             str(r["stops"]),
             str(r["picked_up"]),
             str(r["dropped_off"]),

@@ -26,6 +26,7 @@ import argparse
 import csv
 import datetime as dt
 import json
+import math
 import re
 import resource
 import subprocess
@@ -132,8 +133,9 @@ def city(limit: float) -> dict[str, object]:
     }
 
 
-def at_scale(n: int) -> dict[str, object]:
-    """One city-scale plan, in this (fresh) process."""
+def at_scale(n: int, depots: int) -> dict[str, object]:
+    """One city-scale plan, in this (fresh) process, from ``depots`` depots
+    (1: the centre of the work; more: a grid of them across the city)."""
     from rebalancing.synth import synth_units
 
     limit = 60.0 if n <= 5_000 else 300.0
@@ -141,11 +143,31 @@ def at_scale(n: int) -> dict[str, object]:
     params = PlanParams(
         trucks=50, capacity_bikes=30, shift_s=8 * 3600, time_limit_s=limit
     )
+    where: list[tuple[float, float]] = []
+    if depots > 1:
+        cols = math.ceil(math.sqrt(depots * 1.1))
+        rows = math.ceil(depots / cols)
+        la0, la1 = units["lat"].min(), units["lat"].max()
+        ln0, ln1 = units["lng"].min(), units["lng"].max()
+        where = [
+            (
+                la0 + (la1 - la0) * (r + 0.5) / rows,  # type: ignore[operator]
+                ln0 + (ln1 - ln0) * (c + 0.5) / cols,  # type: ignore[operator]
+            )
+            for r in range(rows)
+            for c in range(cols)
+        ][:depots]
     t0 = time.perf_counter()
-    p = plan_routes(units, params, start=dt.datetime(2026, 12, 1, 7, tzinfo=dt.UTC))
+    p = plan_routes(
+        units,
+        params,
+        start=dt.datetime(2026, 12, 1, 7, tzinfo=dt.UTC),
+        depots=where,
+    )
     t = p.totals
     return {
         "units": n,
+        "depots": max(1, depots),
         "limit_s": limit,
         "wall_s": round(time.perf_counter() - t0, 1),
         "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
@@ -168,9 +190,9 @@ def at_scale(n: int) -> dict[str, object]:
     }
 
 
-def scale_row(n: int) -> dict[str, object]:
+def scale_row(n: int, depots: int) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, __file__, "--one-scale", str(n)],
+        [sys.executable, __file__, "--one-scale", str(n), "--depots", str(depots)],
         capture_output=True,
         text=True,
         check=True,
@@ -179,7 +201,8 @@ def scale_row(n: int) -> dict[str, object]:
     # Peak memory of the children (the territory solvers) too.
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
     print(
-        f"city scale: {n:,} units, 50 trucks of 30, 8 h, limit {r['limit_s']:g} s: "
+        f"city scale: {n:,} units, {r['depots']} depot(s), 50 trucks of 30, 8 h, "
+        f"limit {r['limit_s']:g} s: "
         f"{r['wall_s']} s wall, peak {r['peak_gb']} GB (largest process so far "
         f"{kids:.2f} GB), verified ({r['method']}); drops off "
         f"{int(r['bikes_dropped']):,} bikes = {r['share_of_bound']:.0%} of the "
@@ -190,7 +213,7 @@ def scale_row(n: int) -> dict[str, object]:
         f"the bound, <= 0.75 x the baseline's km per bike, at least its bikes)"
     )
     return {
-        "instance": f"synthetic-city-{n}-units-50-trucks",
+        "instance": f"synthetic-city-{n}-units-{depots}-depots-50-trucks",
         "family": "scale",
         "n": n,
         "reference": None,
@@ -208,10 +231,11 @@ def main() -> None:
     ap.add_argument("--city-limit", type=float, default=50.0)
     ap.add_argument("--only", choices=("dellamico", "pdtsp", "large", "city", "scale"))
     ap.add_argument("--scale", type=int, nargs="*", default=[5_000, 25_000])
+    ap.add_argument("--depots", type=int, nargs="*", default=[1, 6])
     ap.add_argument("--one-scale", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one_scale:  # the child process of one city-scale run
-        print(json.dumps(at_scale(a.one_scale)))
+        print(json.dumps(at_scale(a.one_scale, a.depots[0])))
         return
     OUT.mkdir(parents=True, exist_ok=True)
     ref = refs()
@@ -246,7 +270,8 @@ def main() -> None:
         rows.append(city(a.city_limit))
     if a.only in (None, "scale"):
         for n in a.scale:
-            rows.append(scale_row(n))
+            for d in a.depots:
+                rows.append(scale_row(n, d))
     with (OUT / "rebalancing.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

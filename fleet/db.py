@@ -296,6 +296,9 @@ _OIDS: dict[int, pl.DataType] = {
     1015: pl.List(pl.String()),
 }
 _CELL = re.compile(r"(^|_)cell$")
+#: Appends of at least this many rows go by binary COPY (its per-column set-up
+#: costs more than the text a few rows make: a ride group's 16 rows, say).
+_BINARY_ROWS = 1_000
 #: Scratch frames up to this many rows are sent as array parameters.
 _INLINE_ROWS = 20_000
 
@@ -453,8 +456,8 @@ class PgDb(Db):
         cols = list(columns) if columns is not None else self.columns(table)
         if rows.height == 0:
             return
-        oids = self._types(table, cols)
-        if encodable(oids):  # binary COPY: nothing for the server to parse
+        oids = self._types(table, cols) if rows.height >= _BINARY_ROWS else []
+        if oids and encodable(oids):  # binary COPY: nothing for the server to parse
             from psycopg.copy import QueuedLibpqWriter
 
             sql = f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT binary)"

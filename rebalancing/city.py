@@ -3,14 +3,18 @@
 A dense instance holds N x N matrices (8 N^2 bytes each): at 23,000 nodes one
 is 3.9 GiB. Past ``DENSE_MAX_NODES`` nodes a plan is made by decomposition:
 
-1. ``territories``: the units are split into one territory per truck by
+1. ``focus``: when the city holds more imbalance than the trucks can move in
+   a shift, only the units nearest the depots holding ``FOCUS`` times what
+   they can move (of surplus and of deficit) are planned; the rest are left
+   undone (listed as skipped), as they would be anyway;
+2. ``territories``: those units are split into one territory per truck by
    recursive bisection across the longer side, each cut balancing the work on
    either side (bikes to handle, so that each truck gets about a shift's worth
    of it): every unit falls in exactly one territory, its chunks with it;
-2. each territory is a small dense instance (its nodes and the depot, one
-   truck), solved by OR-Tools in a pool of processes (both cores) within a
-   share of the time limit;
-3. the routes are put back on the city's instance, whose distances and times
+3. each territory is a small dense instance (its nodes and the depot nearest
+   it, one truck), solved by OR-Tools in a pool of processes (both cores)
+   within a share of the time limit;
+4. the routes are put back on the city's instance, whose distances and times
    are computed when asked (``PairMetres``: what the dense matrix would hold,
    without the memory), and the independent verifier replays them there.
 
@@ -35,6 +39,7 @@ import numpy.typing as npt
 
 from fleet.geo import haversine_m
 from rebalancing.errors import NoSolutionError
+from rebalancing.solve import solve
 from rebalancing.types import Instance, PairMetres, PlanParams, Route, Solution, Stop
 
 __all__ = [
@@ -52,6 +57,36 @@ DENSE_MAX_NODES = 2_500
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Progress = Callable[[float, float], None]
+
+
+#: Units kept in territories: those nearest the depots holding this many times
+#: what the trucks can move (``handling_bound``) of surplus and of deficit.
+FOCUS = 1.5
+
+
+def focus(
+    ux: Floats,
+    uy: Floats,
+    dx: Floats,
+    dy: Floats,
+    give: Floats,
+    take: Floats,
+    bikes: float,
+) -> npt.NDArray[np.bool_]:
+    """Which units (positions ``ux, uy``, bikes to ``give`` and to ``take``)
+    to plan: the ones nearest a depot (``dx, dy``) until they hold ``bikes``
+    of surplus and ``bikes`` of deficit; every unit when the city holds less.
+    A truck's shift cannot cover a whole large city: time spent driving to far
+    units is time not spent moving bikes."""
+    d = np.full(len(ux), np.inf)
+    for a, b in zip(dx, dy, strict=True):
+        d = np.minimum(d, np.hypot(ux - a, uy - b))
+    order = np.argsort(d, kind="stable")
+    enough = (np.cumsum(give[order]) >= bikes) & (np.cumsum(take[order]) >= bikes)
+    keep = np.zeros(len(ux), bool)
+    stop = int(np.argmax(enough)) + 1 if enough.any() else len(ux)
+    keep[order[:stop]] = True
+    return keep
 
 
 def territories(x: Floats, y: Floats, work: Floats, k: int) -> list[Ints]:
@@ -79,10 +114,10 @@ def territories(x: Floats, y: Floats, work: Floats, k: int) -> list[Ints]:
     return out
 
 
-def _sub_instance(inst: Instance, nodes: Ints, name: str) -> Instance:
-    """The territory of ``nodes`` (city node ids, depot excluded) with the
-    depot, one truck, dense matrices; node t of it is city node sub[t]."""
-    sub = np.concatenate([[0], nodes]).astype(np.int64)
+def _sub_instance(inst: Instance, nodes: Ints, depot: int, name: str) -> Instance:
+    """The territory of ``nodes`` (city node ids) with its depot (node 0),
+    one truck, dense matrices; node t of it is city node sub[t]."""
+    sub = np.concatenate([[depot], nodes]).astype(np.int64)
     cost = inst.cost.block(sub, sub)
     assert isinstance(inst.time_s, PairMetres)
     secs = inst.time_s.block(sub, sub)
@@ -107,10 +142,14 @@ def _sub_instance(inst: Instance, nodes: Ints, name: str) -> Instance:
     )
 
 
-def _solve_one(sub: Instance, time_limit_s: float, strategy: str) -> Solution:
-    from rebalancing.solve import solve
-
-    return solve(sub, time_limit_s=time_limit_s, strategy=strategy)
+def _solve_or_none(
+    sub: Instance, time_limit_s: float, strategy: str
+) -> Solution | None:
+    """One territory's plan (in a pool process), None when none was found."""
+    try:
+        return solve(sub, time_limit_s=time_limit_s, strategy=strategy)
+    except NoSolutionError:
+        return None
 
 
 def solve_by_territory(
@@ -126,41 +165,66 @@ def solve_by_territory(
     truck each, in ``workers`` processes within ``params.time_limit_s``; and
     the territories (city node ids). ``x, y``: node positions in metres."""
     t0 = time.perf_counter()
-    owner = np.array([u for u in inst.unit_of], dtype=object)
-    _, first, unit_idx = np.unique(owner[1:], return_index=True, return_inverse=True)
-    work = np.bincount(unit_idx, weights=np.abs(inst.demand_bikes[1:])).astype(float)
-    ux, uy = x[1:][first], y[1:][first]
-    k = inst.vehicles
-    groups = territories(ux, uy, work, k)
-    nodes_of = [np.flatnonzero(np.isin(unit_idx, g)) + 1 for g in groups]
+    d0 = inst.depots
+    owner = np.array(inst.unit_of[d0:], dtype=object)
+    _, first, unit_idx = np.unique(owner, return_index=True, return_inverse=True)
+    dem = inst.demand_bikes[d0:]
+    give = np.bincount(unit_idx, weights=np.maximum(dem, 0)).astype(float)
+    take = np.bincount(unit_idx, weights=np.maximum(-dem, 0)).astype(float)
+    ux, uy = x[d0:][first], y[d0:][first]
+    bound = handling_bound(give.sum(), take.sum(), params)
+    near = focus(ux, uy, x[:d0], y[:d0], give, take, FOCUS * bound)
+    chosen = np.flatnonzero(near)
+    groups = [
+        chosen[g]
+        for g in territories(ux[near], uy[near], (give + take)[near], inst.vehicles)
+    ]
+    nodes_of = [np.flatnonzero(np.isin(unit_idx, g)) + d0 for g in groups]
+    # Each territory's truck sets out from the depot nearest its centre of work.
+    homes = []
+    for n in nodes_of:
+        w = np.abs(inst.demand_bikes[n]).astype(float) + 1e-9
+        cx = float((x[n] * w).sum() / w.sum()) if len(n) else 0.0
+        cy = float((y[n] * w).sum() / w.sum()) if len(n) else 0.0
+        homes.append(int(np.argmin((x[:d0] - cx) ** 2 + (y[:d0] - cy) ** 2)))
     subs = [
-        _sub_instance(inst, n, f"{inst.name}/t{t + 1}") for t, n in enumerate(nodes_of)
+        _sub_instance(inst, n, homes[t], f"{inst.name}/t{t + 1}")
+        for t, n in enumerate(nodes_of)
     ]
     todo = [t for t, s in enumerate(subs) if s.n > 1]
+    if multiprocessing.current_process().daemon:
+        workers = 1  # a daemonic process (a service's plan job) has no children
     rounds = math.ceil(len(todo) / max(1, workers)) or 1
     budget = max(1.0, 0.9 * params.time_limit_s - (time.perf_counter() - t0))
     each = budget / rounds
     found: dict[int, Solution] = {}
     penalty = inst.penalty_per_bike or 0.0
     left = float(np.abs(inst.demand_bikes).sum()) * penalty
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max(1, workers), mp_context=ctx) as pool:
-        running: dict[Future[Solution], int] = {
-            pool.submit(_solve_one, subs[t], each, params.strategy): t for t in todo
-        }
-        best = left
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for f in done:
-                t = running.pop(f)
-                try:
-                    found[t] = f.result()
-                except NoSolutionError:
-                    continue  # the territory stays undone (its bikes skipped)
-                best -= float(np.abs(subs[t].demand_bikes).sum()) * penalty
-                best += found[t].cost
-                if on_progress is not None:
-                    on_progress(time.perf_counter() - t0, best)
+    best = left
+
+    def done(t: int, sol: Solution | None) -> None:
+        nonlocal best
+        if sol is None:  # no plan in its time: the territory stays undone
+            return
+        found[t] = sol
+        best += sol.cost - float(np.abs(subs[t].demand_bikes).sum()) * penalty
+        if on_progress is not None:
+            on_progress(time.perf_counter() - t0, best)
+
+    if workers <= 1:
+        for t in todo:
+            done(t, _solve_or_none(subs[t], each, params.strategy))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            running: dict[Future[Solution | None], int] = {
+                pool.submit(_solve_or_none, subs[t], each, params.strategy): t
+                for t in todo
+            }
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    done(running.pop(f), f.result())
     return _merge(inst, subs, found, time.perf_counter() - t0), nodes_of
 
 
@@ -177,11 +241,14 @@ def _merge(
                 Stop(int(back[s.node]), s.bikes, s.load_after, s.arrival_s)
                 for s in r.stops
             )
-            path = [0, *(s.node for s in stops), 0]
+            depot = int(back[0])
+            path = [depot, *(s.node for s in stops), depot]
             cost = float(sum(inst.cost[a, b] for a, b in itertools.pairwise(path)))
             served.update(s.node for s in stops)
-            routes.append(Route(len(routes), r.start_load, stops, cost, r.duration_s))
-    skipped = tuple(i for i in range(1, inst.n) if i not in served)
+            routes.append(
+                Route(len(routes), r.start_load, stops, cost, r.duration_s, depot)
+            )
+    skipped = tuple(i for i in range(inst.depots, inst.n) if i not in served)
     arc = float(sum(r.cost for r in routes))
     penalty = sum(abs(int(inst.demand_bikes[i])) for i in skipped) * (
         inst.penalty_per_bike or 0.0
@@ -218,13 +285,14 @@ def nearest_neighbour(
     lng: Floats,
     surplus: Ints,
     deficit: Ints,
-    depot: tuple[float, float],
+    depots: Sequence[tuple[float, float]],
     params: PlanParams,
 ) -> Baseline:
-    """Trucks one after another: from where it stands, each truck drives to
-    the nearest unit with bikes to spare, fills up, then to the nearest units
-    short of bikes until empty, and again, while the shift allows the next leg
-    and the way back to the depot."""
+    """Trucks one after another, truck i from ``depots[i]`` (the last one
+    for the rest): from where it stands, each drives to the nearest unit with
+    bikes to spare, fills up, then to the nearest units short of bikes until
+    empty, and again, while the shift allows the next leg and the way back to
+    its depot."""
     v = params.speed_kmh / 3.6
     h = params.handling_s_per_bike
     q = params.capacity_bikes
@@ -237,10 +305,14 @@ def nearest_neighbour(
             np.asarray(haversine_m(np.full(1, a_lat), np.full(1, a_lng), lat, lng)) * f
         )
 
-    home = dist(*depot)
+    homes: dict[tuple[float, float], Floats] = {}
     moved = dropped = 0
     metres = 0.0
-    for _ in range(params.trucks):
+    for truck in range(params.trucks):
+        depot = depots[min(truck, len(depots) - 1)]
+        if depot not in homes:
+            homes[depot] = dist(*depot)
+        home = homes[depot]
         here_lat, here_lng, here_home = depot[0], depot[1], 0.0
         t, load = 0.0, 0 if params.trucks_start_empty else q
         while True:

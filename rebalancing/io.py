@@ -111,18 +111,29 @@ def write_plan_files(plan: CityPlan, out_dir: Path, *, title: str) -> list[Path]
     return [stops_csv, trucks_csv, geo, png]
 
 
-def plan_geojson(plan: CityPlan) -> dict[str, Any]:
+def _depots(plan: CityPlan) -> tuple[list[list[float]], dict[int, int]]:
+    """The depots as [lng, lat], and each truck's depot (0-based)."""
     inst = plan.instance
     assert inst.lat is not None and inst.lng is not None
-    depot = [float(inst.lng[0]), float(inst.lat[0])]
+    where = [[float(inst.lng[d]), float(inst.lat[d])] for d in range(inst.depots)]
+    home = {
+        int(t): int(d) - 1 for t, d in plan.trucks.select("truck", "depot").iter_rows()
+    }
+    return where, home
+
+
+def plan_geojson(plan: CityPlan) -> dict[str, Any]:
+    depots, home = _depots(plan)
     feats: list[dict[str, Any]] = [
         {
             "type": "Feature",
-            "geometry": {"type": "Point", "coordinates": depot},
-            "properties": {"kind": "depot"},
+            "geometry": {"type": "Point", "coordinates": at},
+            "properties": {"kind": "depot", "depot": d + 1},
         }
+        for d, at in enumerate(depots)
     ]
     for truck, g in plan.stops.group_by("truck", maintain_order=True):
+        depot = depots[home.get(int(truck[0]), 0)]
         line = [depot, *([r["lng"], r["lat"]] for r in g.iter_rows(named=True)), depot]
         feats.append(
             {
@@ -192,9 +203,11 @@ def _png(plan: CityPlan, path: Path, title: str) -> None:
     assert inst.lat is not None and inst.lng is not None
     trucks = plan.stops["truck"].n_unique()
     many = trucks > _LEGEND_TRUCKS  # a city: thinner lines, no legend
+    depots, home = _depots(plan)
     for truck, g in plan.stops.group_by("truck", maintain_order=True):
-        xs = [inst.lng[0], *g["lng"].to_list(), inst.lng[0]]
-        ys = [inst.lat[0], *g["lat"].to_list(), inst.lat[0]]
+        dx, dy = depots[home.get(int(truck[0]), 0)]
+        xs = [dx, *g["lng"].to_list(), dx]
+        ys = [dy, *g["lat"].to_list(), dy]
         ax.plot(
             xs,
             ys,
@@ -203,7 +216,7 @@ def _png(plan: CityPlan, path: Path, title: str) -> None:
             color=TRUCK_COLOURS[(int(truck[0]) - 1) % len(TRUCK_COLOURS)],
             label=f"truck {truck[0]}",
         )
-    ax.plot([inst.lng[0]], [inst.lat[0]], "ks", ms=8, label="depot")
+    ax.plot([d[0] for d in depots], [d[1] for d in depots], "ks", ms=8, label="depot")
     ax.set_aspect(1 / max(0.2, math.cos(math.radians(float(inst.lat[0])))))
     ax.autoscale_view()
     t = plan.totals

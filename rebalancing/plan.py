@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,11 +121,15 @@ def build_instance(
     params: PlanParams,
     *,
     depot: tuple[float, float] | None = None,
+    depots: Sequence[tuple[float, float]] = (),
     chunk_bikes: int | None = None,
     name: str = "city",
     matrix: pl.DataFrame | None = None,
 ) -> Instance:
-    """Chunks of surplus (pick up) and deficit (drop off) as nodes; node 0 the depot.
+    """Chunks of surplus (pick up) and deficit (drop off) as nodes; the
+    depots first (``depots``, or the one ``depot``; default the centre of the
+    work). Several depots, or more than ``DENSE_MAX_NODES`` nodes, give an
+    instance with distances computed when asked (``rebalancing.city``).
 
     ``matrix``: road distances ``from_unit, to_unit, metres`` (``depot`` names
     the depot) that replace great-circle x road factor for the pairs it has.
@@ -146,11 +150,19 @@ def build_instance(
             f"unit {bad['unit'][0]} has no coordinates; {bad.height} unit(s) in all"
         )
     chunk = chunk_bikes or max(1, params.capacity_bikes // 2)
-    ids, unit_of, lat, lng, dem = ["depot"], ["depot"], [], [], [0]
-    if depot is None:
-        depot = (float(todo["lat"].mean()), float(todo["lng"].mean()))  # type: ignore[arg-type]
-    lat.append(depot[0])
-    lng.append(depot[1])
+    where = list(depots) if depots else ([depot] if depot is not None else [])
+    if not where:
+        where = [(float(todo["lat"].mean()), float(todo["lng"].mean()))]  # type: ignore[arg-type]
+    if len(where) > 1 and matrix is not None:
+        raise InfeasibleInputError(
+            "a road distance matrix names one depot: give one depot with it"
+        )
+    names = (
+        ["depot"] if len(where) == 1 else [f"depot{d + 1}" for d in range(len(where))]
+    )
+    ids, unit_of, dem = list(names), list(names), [0] * len(where)
+    lat = [d[0] for d in where]
+    lng = [d[1] for d in where]
     for r in todo.iter_rows(named=True):
         amount = r["surplus"] if r["surplus"] > 0 else -r["deficit"]
         sign = 1 if amount > 0 else -1
@@ -167,7 +179,7 @@ def build_instance(
     la, ln = np.array(lat), np.array(lng)
     cost: Any
     secs: Any
-    if len(ids) > DENSE_MAX_NODES and matrix is None:
+    if (len(ids) > DENSE_MAX_NODES or len(where) > 1) and matrix is None:
         # A city: distances computed when asked (rebalancing.city).
         cost = PairMetres(la, ln, params.road_factor, rounded=True)
         secs = PairMetres(la, ln, params.road_factor, per_s=params.speed_kmh / 3.6)
@@ -201,6 +213,7 @@ def build_instance(
         lat=la,
         lng=ln,
         objective="truck metres + penalty per bike left unbalanced",
+        depots=len(where),
     )
 
 
@@ -239,6 +252,7 @@ def plan_routes(
     *,
     start: dt.datetime,
     depot: tuple[float, float] | None = None,
+    depots: Sequence[tuple[float, float]] = (),
     matrix: pl.DataFrame | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_progress: Progress | None = None,
@@ -248,12 +262,13 @@ def plan_routes(
 
     ``on_stage`` hears ``build``, ``solve`` and ``verify`` as they start;
     ``on_progress(seconds, best_cost)`` each better solution of the search.
-    Past ``rebalancing.city.DENSE_MAX_NODES`` stops the city is planned by
-    territory, in ``workers`` processes."""
+    With several ``depots`` or past ``rebalancing.city.DENSE_MAX_NODES``
+    stops the city is planned by territory (one truck each, from the depot
+    nearest it), in ``workers`` processes."""
     notes: list[str] = []
     stage = on_stage or (lambda _: None)
     stage("build")
-    inst = build_instance(units, params, depot=depot, matrix=matrix)
+    inst = build_instance(units, params, depot=depot, depots=depots, matrix=matrix)
     stage("solve")
     if isinstance(inst.cost, PairMetres):
         assert inst.lat is not None and inst.lng is not None
@@ -261,9 +276,19 @@ def plan_routes(
         sol, parts = solve_by_territory(
             inst, params, x, y, workers=workers, on_progress=on_progress
         )
+        planned = {inst.unit_of[i] for p in parts for i in p}
+        every = set(inst.unit_of[inst.depots :])
         notes.append(
-            f"{inst.n - 1:,} stops to plan: planned as {len(parts)} territories of "
-            "one truck each (rebalancing.city), not across their borders"
+            f"{inst.n - inst.depots:,} stops to plan from {inst.depots} depot(s): "
+            f"planned as {len(parts)} territories of one truck each "
+            "(rebalancing.city), not across their borders"
+            + (
+                f"; {len(planned):,} of {len(every):,} units, the nearest the "
+                "depots, hold more than the trucks can move in the shift: the "
+                "others were not planned"
+                if len(planned) < len(every)
+                else ""
+            )
         )
     else:
         sol = solve(
@@ -306,6 +331,7 @@ def plan_routes(
         [
             {
                 "truck": r.vehicle + 1,
+                "depot": r.depot + 1,
                 "stops": len(r.stops),
                 "picked_up": sum(s.bikes for s in r.stops if s.bikes > 0),
                 "dropped_off": -sum(s.bikes for s in r.stops if s.bikes < 0),
@@ -317,6 +343,7 @@ def plan_routes(
         ],
         schema={
             "truck": pl.Int64,
+            "depot": pl.Int64,
             "stops": pl.Int64,
             "picked_up": pl.Int64,
             "dropped_off": pl.Int64,
@@ -353,7 +380,10 @@ def plan_routes(
     km = round(sol.arc_cost / 1000, 2)
     bound = handling_bound(surplus, deficit, params)
     assert inst.lat is not None and inst.lng is not None
-    base = _baseline(units, params, (float(inst.lat[0]), float(inst.lng[0])))
+    # The baseline's trucks set out from the same depots as the plan's.
+    home = [r.depot for r in sol.routes]
+    home += [0] * (params.trucks - len(home))
+    base = _baseline(units, params, inst.lat[home], inst.lng[home])
     totals = {
         # Each bike counts once, when it is picked up; drops are beside it.
         "bikes_moved": float(picked or 0),
@@ -379,7 +409,10 @@ def plan_routes(
 
 
 def _baseline(
-    units: pl.DataFrame, params: PlanParams, depot: tuple[float, float]
+    units: pl.DataFrame,
+    params: PlanParams,
+    depot_lat: np.ndarray,
+    depot_lng: np.ndarray,
 ) -> Baseline:
     todo = units.filter((pl.col("surplus") > 0) | (pl.col("deficit") > 0))
     surplus = todo["surplus"].to_numpy().astype(np.int64)
@@ -390,7 +423,7 @@ def _baseline(
         todo["lng"].to_numpy().astype(np.float64),
         surplus,
         todo["deficit"].to_numpy().astype(np.int64),
-        depot,
+        list(zip(depot_lat.tolist(), depot_lng.tolist(), strict=True)),
         params,
     )
 

@@ -5,6 +5,10 @@ extent (default Beijing-sized, 100 x 90 km). Imbalance follows a smooth field
 (bikes pile up where rides end in the morning, run short where they start),
 so surplus and deficit come in neighbourhoods, as in real dispatch data, with
 noise on top; every unit is out of balance (at least one bike either way).
+Sizes are heavy-tailed (a few hubs, many units of a bike or two) with a mean of
+``mean_bikes``: the default 4.4 matches the real city issue 13 describes
+(51,000 bikes of surplus over 23,000 dispatch clusters, about half of them
+with a surplus).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ def synth_units(
     width_km: float = 100.0,
     height_km: float = 90.0,
     centre: tuple[float, float] = BEIJING,
-    mean_bikes: float = 2.2,
+    mean_bikes: float = 4.4,
     seed: int = 7,
 ) -> pl.DataFrame:
     """``units`` rows ``unit, lat, lng, surplus, deficit, stock`` (the columns
@@ -53,7 +57,9 @@ def synth_units(
         phase = rng.uniform(0, 2 * math.pi)
         field += np.sin(k[0] * x + k[1] * y + phase)
     field /= np.abs(field).max() or 1.0
-    size = 1 + rng.poisson(max(0.0, mean_bikes - 1), units)
+    # Poisson sizes around a gamma-distributed rate: a heavy tail (hubs).
+    rate = rng.gamma(0.8, max(0.0, mean_bikes - 1) / 0.8, units)
+    size = 1 + rng.poisson(rate)
     sign = np.where(field + rng.normal(0, 0.35, units) >= 0, 1, -1)
     surplus = np.where(sign > 0, size, 0)
     deficit = np.where(sign < 0, size, 0)

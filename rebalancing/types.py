@@ -143,6 +143,7 @@ class Instance:
     lng: np.ndarray | None = None
     objective: str = "arc cost"
     meta: dict[str, object] = field(default_factory=dict)
+    depots: int = 1  # nodes 0 .. depots-1 are depots; the rest are stops
 
     @property
     def n(self) -> int:
@@ -166,6 +167,7 @@ class Route:
     stops: tuple[Stop, ...]
     cost: float
     duration_s: float
+    depot: int = 0  # the depot node it leaves from and returns to
 
 
 @dataclass(frozen=True, slots=True)

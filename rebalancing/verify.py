@@ -30,6 +30,9 @@ def verify(inst: Instance, sol: Solution, *, tolerance: float = 1e-6) -> float:
     if len(sol.routes) > inst.vehicles:
         problems.append(f"{len(sol.routes)} routes for {inst.vehicles} trucks")
     for r in sol.routes:
+        if not 0 <= r.depot < inst.depots:
+            problems.append(f"truck {r.vehicle}: depot {r.depot} is not a depot")
+            continue
         load = r.start_load
         if not 0 <= load <= q:
             problems.append(f"truck {r.vehicle}: start load {load} outside [0, {q}]")
@@ -37,12 +40,12 @@ def verify(inst: Instance, sol: Solution, *, tolerance: float = 1e-6) -> float:
             problems.append(
                 f"truck {r.vehicle}: must leave the depot empty, has {load}"
             )
-        prev = 0
+        prev = r.depot
         t = 0.0
         cost = 0.0
         for s in r.stops:
             i = s.node
-            if not 0 < i < inst.n:
+            if not inst.depots <= i < inst.n:
                 problems.append(f"truck {r.vehicle}: node {i} does not exist")
                 continue
             if i in seen:
@@ -74,9 +77,9 @@ def verify(inst: Instance, sol: Solution, *, tolerance: float = 1e-6) -> float:
                     + abs(s.bikes) * inst.handling_s_per_bike
                 )
             prev = i
-        cost += float(inst.cost[prev, 0])
+        cost += float(inst.cost[prev, r.depot])
         if inst.time_s is not None:
-            t += float(inst.time_s[prev, 0])
+            t += float(inst.time_s[prev, r.depot])
             if inst.shift_s is not None and t > inst.shift_s + 1e-6:
                 problems.append(
                     f"truck {r.vehicle}: route takes {t / 3600:.2f} h, shift is "
@@ -91,7 +94,7 @@ def verify(inst: Instance, sol: Solution, *, tolerance: float = 1e-6) -> float:
         if have is not None and picked > have:
             problems.append(f"unit {unit}: gives {picked} bikes, has only {have}")
     skipped = set(sol.skipped)
-    for i in range(1, inst.n):
+    for i in range(inst.depots, inst.n):
         if i not in seen and i not in skipped:
             problems.append(
                 f"node {inst.node_ids[i]} neither served nor listed skipped"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from rebalancing.store import (
     save_plan,
     update_job,
 )
+from rebalancing.synth import synth_units
 from rebalancing.targets import fleet_size, target_intervals
 from rebalancing.types import PlanParams, Solution
 
@@ -105,7 +106,7 @@ def plan_day(
     params: PlanParams,
     res: int,
     out_dir: Path,
-    depot: tuple[float, float] | None = None,
+    depots: Sequence[tuple[float, float]] = (),
     matrix: pl.DataFrame | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_progress: Progress | None = None,
@@ -113,8 +114,10 @@ def plan_day(
 ) -> DayPlan:
     """Plan a morning's rebalancing: targets from the demand profile, truck
     routes, the verifier; save the plan (superseding an earlier plan for the
-    same city and date) and write its files. ``router`` replaces the routing
-    step (``depot``, ``matrix`` and the callbacks then do not apply)."""
+    same city and date) and write its files. ``depots``: where the trucks set
+    out (default one, at the centre of the work). ``router`` replaces the
+    routing step (``depots``, ``matrix`` and the callbacks then do not
+    apply)."""
     inputs = day_inputs(store, city=city, date=date, params=params, res=res)
     if router is not None:
         plan = router(inputs.units, params, inputs.start)
@@ -123,7 +126,7 @@ def plan_day(
             inputs.units,
             params,
             start=inputs.start,
-            depot=depot,
+            depots=depots,
             matrix=matrix,
             on_stage=on_stage,
             on_progress=on_progress,
@@ -138,6 +141,17 @@ def plan_day(
     return DayPlan(inputs.city, inputs.date, pid, plan, inputs.fleet_needed, files)
 
 
+def write_synthetic_units(units: int, path: Path, *, seed: int = 7) -> Path:
+    """A units file (``plan_units``) for a synthetic city of ``units``
+    dispatch units (``rebalancing.synth``); ``path`` gets ``.csv`` if it has
+    no suffix."""
+    if not path.suffix:
+        path = path.with_suffix(".csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    synth_units(units, seed=seed).write_csv(path)
+    return path
+
+
 def plan_units(
     store: Store,
     units_file: Path,
@@ -146,7 +160,7 @@ def plan_units(
     date: dt.date,
     params: PlanParams,
     out_dir: Path,
-    depot: tuple[float, float] | None = None,
+    depots: Sequence[tuple[float, float]] = (),
     on_stage: Callable[[str], None] | None = None,
     on_progress: Progress | None = None,
 ) -> DayPlan:
@@ -160,7 +174,7 @@ def plan_units(
         units,
         params,
         start=start,
-        depot=depot,
+        depots=depots,
         on_stage=on_stage,
         on_progress=on_progress,
     )

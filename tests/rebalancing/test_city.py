@@ -14,7 +14,7 @@ import pytest
 import rebalancing.plan as planmod
 from rebalancing.city import handling_bound, nearest_neighbour, territories
 from rebalancing.errors import InfeasibleInputError, PlanError
-from rebalancing.io import read_units
+from rebalancing.io import plan_geojson, read_units
 from rebalancing.plan import plan_routes
 from rebalancing.synth import synth_units
 from rebalancing.types import PairMetres, PlanParams, Route, Stop
@@ -117,7 +117,7 @@ def test_the_baseline_drives_to_the_nearest_surplus_then_deficits() -> None:
         road_factor=1.0,
     )
     b = nearest_neighbour(
-        lat, lng, np.array([10, 0, 0]), np.array([0, 4, 6]), (0.0, 0.0), params
+        lat, lng, np.array([10, 0, 0]), np.array([0, 4, 6]), [(0.0, 0.0)], params
     )
     assert (b.bikes_moved, b.bikes_dropped) == (10, 10)
     # 0 -> 1 -> 2 -> 3 km and back to the depot: 6 km.
@@ -170,7 +170,7 @@ def test_plan_units_from_the_command_line(tmp_path: Path) -> None:
         str(out),
     )
     assert r.returncode == 0, r.stderr
-    assert "depots-north 2026-12-02: 120 cells" in r.stdout
+    assert "depots-north 2026-12-02: 120 units" in r.stdout
     assert "handling bound" in r.stdout and "by hand" in r.stdout
     for name in ("plan_stops.csv", "plan_trucks.csv", "plan.geojson", "plan.png"):
         assert (out / name).stat().st_size > 0
@@ -200,3 +200,77 @@ def test_start_loaded_lets_trucks_leave_with_bikes() -> None:
     assert plan.totals["bikes_dropped"] > 0  # bikes came from the depot
     empty = dataclasses.replace(loaded, trucks_start_empty=True)
     assert plan_routes(short, empty, start=START).totals["bikes_dropped"] == 0
+
+
+def test_trucks_set_out_from_the_depot_nearest_their_territory() -> None:
+    units = synth_units(300, width_km=30, height_km=10, seed=4)
+    lat0, lng0 = float(units["lat"].mean()), float(units["lng"].mean())
+    west = (lat0, float(units["lng"].min()))
+    east = (lat0, float(units["lng"].max()))
+    params = PlanParams(trucks=4, capacity_bikes=20, shift_s=3 * 3600, time_limit_s=4)
+    plan = plan_routes(units, params, start=START, depots=[west, east])
+    inst = plan.instance
+    assert inst.depots == 2 and inst.node_ids[:2] == ("depot1", "depot2")
+    verify(inst, plan.solution)
+    used = set(plan.trucks["depot"])
+    assert used == {1, 2}  # both depots send trucks
+    # A truck's stops lie on its depot's side of the city.
+    for r in plan.solution.routes:
+        if not r.stops:
+            continue
+        mean_lng = float(np.mean([inst.lng[s.node] for s in r.stops]))
+        assert (mean_lng < lng0) == (r.depot == 0)
+    geo = plan_geojson(plan)
+    routes = [f for f in geo["features"] if f["properties"]["kind"] == "route"]
+    depots = [f for f in geo["features"] if f["properties"]["kind"] == "depot"]
+    assert len(depots) == 2
+    for f in routes:
+        d = plan.trucks.filter(pl.col("truck") == f["properties"]["truck"])["depot"][0]
+        assert (
+            f["geometry"]["coordinates"][0] == depots[d - 1]["geometry"]["coordinates"]
+        )
+
+
+def test_synth_writes_a_units_file_plan_reads(tmp_path: Path) -> None:
+    out = tmp_path / "city-units.csv"
+    r = cli("synth", "--units", "500", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    units = read_units(out)  # what plan --units reads
+    assert units.height == 500
+    assert units["surplus"].sum() > 0 and units["deficit"].sum() > 0
+    km_lat = (units["lat"].max() - units["lat"].min()) * 110.6  # type: ignore[operator]
+    assert 40 < km_lat <= 91  # spread over a Beijing-sized extent
+
+
+def test_territories_are_solved_in_process_when_asked(monkeypatch) -> None:
+    """One worker (a service's daemonic plan process cannot start children)."""
+    monkeypatch.setattr(planmod, "DENSE_MAX_NODES", 50)
+    units = synth_units(150, width_km=8, height_km=8, seed=9)
+    params = PlanParams(trucks=3, capacity_bikes=20, time_limit_s=3)
+    plan = plan_routes(units, params, start=START, workers=1)
+    assert plan.solution.method == "territories"
+    verify(plan.instance, plan.solution)
+    assert plan.totals["bikes_dropped"] > 0
+
+
+def test_focus_keeps_the_units_nearest_the_depots_holding_enough() -> None:
+    from rebalancing.city import focus
+
+    ux = np.array([1_000.0, -2_000.0, 3_000.0, 40_000.0, -50_000.0])
+    uy = np.zeros(5)
+    give = np.array([10.0, 0.0, 10.0, 10.0, 0.0])
+    take = np.array([0.0, 15.0, 0.0, 0.0, 20.0])
+    depot = np.zeros(1)
+    # 15 bikes each way: the three nearest units hold 20 and 15.
+    assert focus(ux, uy, depot, depot, give, take, 15).tolist() == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    # More than the city holds: every unit.
+    assert focus(ux, uy, depot, depot, give, take, 1e6).all()
+    # Two depots: near each of them first.
+    two = focus(ux, uy, np.array([0.0, 45_000.0]), np.zeros(2), give, take, 25)
+    assert two[3] and two[0]

@@ -63,17 +63,29 @@ CREATE TABLE IF NOT EXISTS plan_jobs (
 """
 
 
+#: Added by schema version 4: how good the plan is, beside the handling bound
+#: and the nearest-neighbour baseline on the same units, trucks and shift
+#: (``rebalancing.city``); NULL for plans saved before.
+PLAN_FIGURES_SQL = """
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS bikes_dropped BIGINT;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS handling_bound DOUBLE;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS baseline_bikes_dropped BIGINT;
+ALTER TABLE plans ADD COLUMN IF NOT EXISTS baseline_truck_km DOUBLE;
+"""
+
+
 def ensure_schema(con: Db) -> None:
     """Create the plan tables of a DuckDB store if needed (a PostgreSQL store
     has them from its migrations)."""
     if con.dialect == "duckdb":
-        con.script(PLAN_SCHEMA_SQL)
+        con.script(PLAN_SCHEMA_SQL + PLAN_FIGURES_SQL)
 
 
 _PLAN_COLUMNS = (
     "plan_id, city, plan_date, created_at, trucks, capacity_bikes, shift_h, "
     "bikes_moved, truck_km, imbalance_left, imbalance_total, cost, method, "
-    "seconds, verified, notes"
+    "seconds, verified, notes, bikes_dropped, handling_bound, "
+    "baseline_bikes_dropped, baseline_truck_km"
 )
 
 
@@ -92,7 +104,7 @@ def save_plan(
         pid = int(con.execute("SELECT nextval('plan_ids')")[0][0])
         con.execute(
             f"INSERT INTO plans ({_PLAN_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?, ?, ?, ?, ?)",
             [
                 pid,
                 city,
@@ -109,6 +121,10 @@ def save_plan(
                 plan.solution.method,
                 t["seconds"],
                 list(plan.notes),
+                int(t["bikes_dropped"]),
+                t["handling_bound"],
+                int(t["baseline_bikes_dropped"]),
+                t["baseline_truck_km"],
             ],
         )
         con.execute(

@@ -394,7 +394,12 @@ def plan_job(store: Store, job_id: str) -> tuple[dict[str, Any], str | None] | N
                 "imbalance_total",
                 "cost",
                 "seconds",
+                "bikes_dropped",
+                "handling_bound",
+                "baseline_bikes_dropped",
+                "baseline_truck_km",
             )
+            if row.get(k) is not None  # plans saved before schema version 4
         }
         out["notes"] = list(row["notes"] or [])  # type: ignore[call-overload]
         out["stops"] = plan_stops(store.con, pid).to_dicts()

@@ -38,7 +38,7 @@ from fleet.db import Db, DuckDb, PgDb, pg_ddl
 from fleet.errors import SchemaVersionError
 from fleet.store import SCHEMA_SQL, default_db_path, open_store, stored_cities
 from geofence.store import ZONE_INDEX_SQL, ZONE_SCHEMA_SQL, active_version
-from rebalancing.store import PLAN_SCHEMA_SQL
+from rebalancing.store import PLAN_FIGURES_SQL, PLAN_SCHEMA_SQL
 
 __all__ = [
     "KEYS_CHANNEL",
@@ -106,6 +106,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     # The parking index built when a zone set is stored, kept beside it: a
     # service start or swap reads it instead of building it again.
     Migration(3, "built parking indexes", ZONE_INDEX_SQL, pg_ddl(ZONE_INDEX_SQL)),
+    # Each plan beside the handling bound and the by-hand baseline (issue 13).
+    Migration(4, "plan figures", PLAN_FIGURES_SQL, pg_ddl(PLAN_FIGURES_SQL)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

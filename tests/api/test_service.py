@@ -412,9 +412,16 @@ def test_plan_job_runs_in_the_background(api) -> None:
         time.sleep(0.25)
     assert got["status"] == "done", got
     assert got["city"] == "synthopolis" and got["plan_id"] >= 1
-    assert got["totals"]["bikes_moved"] == sum(
+    t = got["totals"]
+    assert t["bikes_moved"] == sum(
         s["bikes"] for s in got["stops"] if s["action"] == "pickup"
     )
+    # The plan beside the handling bound and the by-hand baseline, stored.
+    assert t["bikes_dropped"] == sum(
+        s["bikes"] for s in got["stops"] if s["action"] == "dropoff"
+    )
+    assert t["handling_bound"] >= t["bikes_dropped"]
+    assert t["baseline_bikes_dropped"] >= 0 and t["baseline_truck_km"] >= 0
     geo = api.get(f"/v1/plans/{job['job_id']}?format=geojson", headers=H(api))
     assert geo.headers["content-type"] == "application/geo+json"
     assert geo.json()["type"] == "FeatureCollection"

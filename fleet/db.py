@@ -355,6 +355,7 @@ class PgDb(Db):
         import psycopg_pool
 
         self.url = url
+        self._unique = psycopg.errors.UniqueViolation
         self.conflicts = (
             psycopg.errors.UniqueViolation,
             psycopg.errors.SerializationFailure,
@@ -495,7 +496,7 @@ class PgDb(Db):
                 with con.transaction():  # a savepoint inside the load's own
                     self.insert(table, rows, columns)
                 return rows[key].clear()
-            except self.conflicts[0]:
+            except self._unique:
                 pass
         return super().insert_new(table, rows, columns, key)
 
@@ -562,7 +563,7 @@ class PgDb(Db):
         kept per URL: only a migration changes them)."""
         key = (self.url, table)
         known = _table_types.get(key)
-        if known is None:
+        if known is None or not set(cols) <= known.keys():  # new, or migrated
             rows = self.execute(
                 "SELECT attname, atttypid::bigint FROM pg_attribute "
                 "WHERE attrelid = to_regclass(?) AND attnum > 0 "

@@ -59,6 +59,9 @@ Ints = npt.NDArray[np.int64]
 Progress = Callable[[float, float], None]
 
 
+#: Trucks that share a territory (and its solve).
+TRUCKS_PER_TERRITORY = 1
+
 #: Units kept in territories: those nearest the depots holding this many times
 #: what the trucks can move (``handling_bound``) of surplus and of deficit.
 FOCUS = 1.5
@@ -114,7 +117,9 @@ def territories(x: Floats, y: Floats, work: Floats, k: int) -> list[Ints]:
     return out
 
 
-def _sub_instance(inst: Instance, nodes: Ints, depot: int, name: str) -> Instance:
+def _sub_instance(
+    inst: Instance, nodes: Ints, depot: int, trucks: int, name: str
+) -> Instance:
     """The territory of ``nodes`` (city node ids) with its depot (node 0),
     one truck, dense matrices; node t of it is city node sub[t]."""
     sub = np.concatenate([[depot], nodes]).astype(np.int64)
@@ -129,7 +134,7 @@ def _sub_instance(inst: Instance, nodes: Ints, depot: int, name: str) -> Instanc
         demand_bikes=inst.demand_bikes[sub],
         cost=cost.astype(np.int64),
         capacity_bikes=inst.capacity_bikes,
-        vehicles=1,
+        vehicles=trucks,
         time_s=secs,
         shift_s=inst.shift_s,
         handling_s_per_bike=inst.handling_s_per_bike,
@@ -175,9 +180,10 @@ def solve_by_territory(
     bound = handling_bound(give.sum(), take.sum(), params)
     near = focus(ux, uy, x[:d0], y[:d0], give, take, FOCUS * bound)
     chosen = np.flatnonzero(near)
+    k = max(1, math.ceil(inst.vehicles / TRUCKS_PER_TERRITORY))
+    trucks = [inst.vehicles // k + (t < inst.vehicles % k) for t in range(k)]
     groups = [
-        chosen[g]
-        for g in territories(ux[near], uy[near], (give + take)[near], inst.vehicles)
+        chosen[g] for g in territories(ux[near], uy[near], (give + take)[near], k)
     ]
     nodes_of = [np.flatnonzero(np.isin(unit_idx, g)) + d0 for g in groups]
     # Each territory's truck sets out from the depot nearest its centre of work.
@@ -188,7 +194,7 @@ def solve_by_territory(
         cy = float((y[n] * w).sum() / w.sum()) if len(n) else 0.0
         homes.append(int(np.argmin((x[:d0] - cx) ** 2 + (y[:d0] - cy) ** 2)))
     subs = [
-        _sub_instance(inst, n, homes[t], f"{inst.name}/t{t + 1}")
+        _sub_instance(inst, n, homes[t], trucks[t], f"{inst.name}/t{t + 1}")
         for t, n in enumerate(nodes_of)
     ]
     todo = [t for t, s in enumerate(subs) if s.n > 1]

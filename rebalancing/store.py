@@ -89,6 +89,20 @@ _PLAN_COLUMNS = (
 )
 
 
+def _figures(totals: dict[str, float]) -> list[float | int | None]:
+    """The plan figures of schema version 4 (None where a plan lacks them)."""
+    out: list[float | int | None] = []
+    for key, whole in (
+        ("bikes_dropped", True),
+        ("handling_bound", False),
+        ("baseline_bikes_dropped", True),
+        ("baseline_truck_km", False),
+    ):
+        v = totals.get(key)
+        out.append(None if v is None else int(v) if whole else float(v))
+    return out
+
+
 def save_plan(
     con: Db,
     plan: CityPlan,
@@ -121,10 +135,7 @@ def save_plan(
                 plan.solution.method,
                 t["seconds"],
                 list(plan.notes),
-                int(t["bikes_dropped"]),
-                t["handling_bound"],
-                int(t["baseline_bikes_dropped"]),
-                t["baseline_truck_km"],
+                *_figures(t),
             ],
         )
         con.execute(

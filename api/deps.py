@@ -1,7 +1,17 @@
-"""Dependencies of the routes: the service state and API-key scopes."""
+"""Dependencies of the routes: the service state and API-key scopes.
+
+A key comes in ``Authorization: Bearer <key>`` (or ``X-API-Key``), or, from
+the ops console's pages, in its session cookie (``SESSION_COOKIE``, HttpOnly,
+SameSite=Strict). A request that changes something on the strength of the
+cookie must also carry the page's CSRF token (``X-CSRF-Token``, or the form
+field ``csrf``): a token only a page of the session can know, derived from the
+key itself, so every worker checks it alike with no state of its own.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -13,7 +23,19 @@ if TYPE_CHECKING:
     from api.state import Service
     from api.usecases.zones import ZoneState
 
-__all__ = ["require", "service", "zones_or_503"]
+__all__ = [
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "csrf_token",
+    "presented_key",
+    "require",
+    "service",
+    "zones_or_503",
+]
+
+SESSION_COOKIE = "bikefleet_session"
+CSRF_HEADER = "x-csrf-token"
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def service(request: Request) -> Service:
@@ -29,11 +51,37 @@ def zones_or_503(svc: Service) -> ZoneState:
     return z
 
 
-def _presented_key(request: Request) -> str | None:
+def csrf_token(key_text: str) -> str:
+    """The CSRF token of a console session signed in with ``key_text``."""
+    return hmac.new(key_text.encode(), b"bikefleet-csrf", hashlib.sha256).hexdigest()
+
+
+def csrf_ok(key_text: str, presented: str | None) -> bool:
+    return presented is not None and hmac.compare_digest(
+        presented.encode(), csrf_token(key_text).encode()
+    )
+
+
+def presented_key(request: Request) -> str | None:
+    """The key a request presents: its header, else its console session
+    (refused, 403, on an unsafe method without the session's CSRF token)."""
     auth = request.headers.get("authorization")
     if auth and auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    return request.headers.get("x-api-key")
+    if header := request.headers.get("x-api-key"):
+        return header
+    session = request.cookies.get(SESSION_COOKIE)
+    if not session:
+        return None
+    if request.method not in _SAFE and not csrf_ok(
+        session, request.headers.get(CSRF_HEADER)
+    ):
+        raise HTTPException(
+            403,
+            "a console session's request that changes something needs the "
+            "page's X-CSRF-Token header",
+        )
+    return session
 
 
 def require(*scopes: str) -> Callable[[Request], Awaitable[ApiKey]]:
@@ -42,7 +90,7 @@ def require(*scopes: str) -> Callable[[Request], Awaitable[ApiKey]]:
         assert s in SCOPES, s
 
     async def check(request: Request) -> ApiKey:
-        text = _presented_key(request)
+        text = presented_key(request)
         if not text:
             raise HTTPException(
                 401,

@@ -143,6 +143,14 @@ def serve(
         bool,
         typer.Option("--no-docs", help="Serve no /docs, /redoc, /openapi.json."),
     ] = False,
+    tile_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BIKEFLEET_TILE_URL",
+            help="Base map tiles for the ops console, e.g. "
+            "https://tiles.example.org/{z}/{x}/{y}.png (default: no base map).",
+        ),
+    ] = None,
     replica_of: Annotated[
         str | None, typer.Option(hidden=True, help="Internal: run as a replica.")
     ] = None,
@@ -157,6 +165,9 @@ def serve(
     Example: bikefleet serve --db data/bikefleet.duckdb --port 8000 --workers 2
     """
     import uvicorn
+
+    if tile_url:  # every worker reads it (they inherit the environment)
+        os.environ["BIKEFLEET_TILE_URL"] = tile_url
 
     from api.limits import JobLimits
     from api.service import create_app

@@ -22,7 +22,8 @@ from api.errors import JSONOut, install_error_handlers
 from api.limits import CheckLimits, JobLimits
 from api.middleware import Guard
 from api.models import ErrorOut
-from api.routes import keys, ops, parking, plans, reports, rides, zones
+from api.pages import routes as pages
+from api.routes import fleet, keys, ops, parking, plans, reports, rides, zones
 from api.state import Service
 from api.usecases.rides import RideWindow
 from api.workers import Forward
@@ -50,6 +51,7 @@ def create_app(
     prewarm: bool = False,
     recover_jobs: bool = True,
     sibling: bool = False,
+    tile_url: str | None = None,
 ) -> FastAPI:
     """The bikefleet HTTP service over the store ``db``.
 
@@ -66,7 +68,9 @@ def create_app(
     (one process of a service does it: the others of a PostgreSQL store's
     equal workers may be running theirs). ``sibling``: a worker started by
     another (``serve --workers N`` on PostgreSQL): it stops when that one is
-    gone.
+    gone. ``tile_url``: the ops console's base map (``{z}/{x}/{y}`` tiles);
+    default ``$BIKEFLEET_TILE_URL``, else no base map (nothing is fetched from
+    elsewhere).
     """
     svc = Service(
         db,
@@ -116,6 +120,7 @@ def create_app(
         },
     )
     app.state.svc = svc
+    app.state.tile_url = tile_url or os.environ.get("BIKEFLEET_TILE_URL") or None
     app.add_middleware(parking.FastCheck, svc=svc)  # innermost: after the guard
     if replica_of is not None:
         app.add_middleware(Forward, primary=replica_of)
@@ -123,8 +128,9 @@ def create_app(
         Guard, metrics=svc.metrics, worker=svc.worker, body_timeout_s=body_timeout_s
     )
     install_error_handlers(app)
-    for module in (ops, parking, zones, rides, plans, reports, keys):
+    for module in (ops, parking, zones, rides, plans, reports, keys, fleet, pages):
         app.include_router(module.router)
+    app.mount("/ops/static", pages.static_files(), name="ops-static")
     return app
 
 

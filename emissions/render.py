@@ -24,7 +24,7 @@ from emissions.config import VALUE_COLUMNS
 from emissions.report import BOUNDARY, METHOD, Report, mg_to
 from emissions.types import POLLUTANTS
 
-__all__ = ["FORMATS", "breakdown_rows", "summary_rows", "write_report"]
+__all__ = ["FORMATS", "breakdown_rows", "report_json", "summary_rows", "write_report"]
 
 FORMATS = ("csv", "xlsx", "html", "pdf")
 
@@ -115,6 +115,27 @@ def _factor_rows(r: Report) -> list[list[Any]]:
 
 
 FACTOR_HEADER = ("version", "city_class", "vehicle_type", *VALUE_COLUMNS, "source")
+
+
+def report_json(r: Report) -> dict[str, Any]:
+    """The report's figures as JSON (the ops console's carbon page reads them):
+    exact integer milligrams and points, monthly CO2 and rides, exclusions by
+    reason, operations emissions."""
+    return {
+        "from": r.start.isoformat(),
+        "to": r.end.isoformat(),
+        "cities": list(r.cities),
+        "generated_at": r.generated_at.isoformat(),
+        "totals": dict(r.totals),
+        "monthly": r.monthly().to_dicts(),
+        "by_vehicle": r.by_vehicle().to_dicts(),
+        "exclusions": r.exclusions.to_dicts(),
+        "operations": {
+            k: r.operations[k] for k in ("plans", "truck_km", "co2_mg", "note")
+        },
+        "pending_rides": r.pending_rides,
+        "reconciliation": r.reconciliation,
+    }
 
 
 def write_report(r: Report, fmt: str, path: Path) -> Path:

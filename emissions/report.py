@@ -155,7 +155,7 @@ def build_report(
     params: list[object] = [lo, hi, *([city] if city else [])]
     entries = con.frame(
         "SELECT kind, city, vehicle_type, metro, ride_started_at, factor_version, "
-        "distance_m, co2_mg, co_mg, hc_mg, nox_mg, pm_mg FROM ledger "
+        "distance_m, co2_mg, co_mg, hc_mg, nox_mg, pm_mg, points FROM ledger "
         "WHERE kind IN ('credit', 'reversal') AND ride_started_at >= ? "
         f"AND ride_started_at < ?{city_sql}",
         params,
@@ -212,6 +212,8 @@ def build_report(
     )
     reversed_rides = int((entries["kind"] == "reversal").sum())
     totals = {
+        # Points granted for the period's rides, net of reversals.
+        "points": int(entries["points"].sum()),
         "rides_credited": int(breakdown["rides"].sum()),
         "rides_reversed": reversed_rides,
         "rides_excluded": int(exclusions["rides"].sum()),

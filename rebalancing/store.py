@@ -10,6 +10,8 @@ Tables (contracts, see the README):
   with the newer plan's id, and not counted in reports).
 - ``plan_stops``: ``plan_id, truck, seq, unit, lat, lng, action`` (``pickup`` |
   ``dropoff``), ``bikes, load_after, eta``.
+- ``plan_trucks``: ``plan_id, truck, depot, stops, picked_up, dropped_off, km,
+  hours, ends_loaded`` (from schema version 5).
 - ``plan_jobs``: plan jobs of the HTTP service: ``job_id, status`` (``queued``,
   ``running``, ``done``, ``failed``), ``submitted_at, finished_at, error,
   plan_id, city, plan_date, geojson``.
@@ -30,9 +32,14 @@ from rebalancing.types import PlanParams
 
 __all__ = [
     "PLAN_SCHEMA_SQL",
+    "PLAN_TRUCKS_SQL",
     "current_plans",
     "ensure_schema",
+    "plan_row",
+    "plan_stops",
+    "plan_trucks",
     "read_job",
+    "recent_plans",
     "save_plan",
     "update_job",
 ]
@@ -73,12 +80,23 @@ ALTER TABLE plans ADD COLUMN IF NOT EXISTS baseline_bikes_dropped BIGINT;
 ALTER TABLE plans ADD COLUMN IF NOT EXISTS baseline_truck_km DOUBLE;
 """
 
+#: Added by schema version 5: each truck's figures (the driver sheets and the
+#: ops console's per-truck table read them).
+PLAN_TRUCKS_SQL = """
+CREATE TABLE IF NOT EXISTS plan_trucks (
+    plan_id BIGINT NOT NULL, truck INTEGER NOT NULL, depot INTEGER NOT NULL,
+    stops INTEGER NOT NULL, picked_up INTEGER NOT NULL, dropped_off INTEGER NOT NULL,
+    km DOUBLE NOT NULL, hours DOUBLE NOT NULL, ends_loaded INTEGER NOT NULL,
+    PRIMARY KEY (plan_id, truck)
+);
+"""
+
 
 def ensure_schema(con: Db) -> None:
     """Create the plan tables of a DuckDB store if needed (a PostgreSQL store
     has them from its migrations)."""
     if con.dialect == "duckdb":
-        con.script(PLAN_SCHEMA_SQL + PLAN_FIGURES_SQL)
+        con.script(PLAN_SCHEMA_SQL + PLAN_FIGURES_SQL + PLAN_TRUCKS_SQL)
 
 
 _PLAN_COLUMNS = (
@@ -145,6 +163,8 @@ def save_plan(
         )
         rows = plan.stops.select(pl.lit(pid).alias("plan_id"), pl.all())
         con.insert("plan_stops", rows, rows.columns)
+        trucks = plan.trucks.select(pl.lit(pid).alias("plan_id"), pl.all())
+        con.insert("plan_trucks", trucks, trucks.columns)
     return pid
 
 
@@ -231,6 +251,26 @@ def plan_stops(con: Db, plan_id: int) -> pl.DataFrame:
         "SELECT truck, seq, unit, lat, lng, action, bikes, load_after, eta "
         "FROM plan_stops WHERE plan_id = ? ORDER BY truck, seq",
         [plan_id],
+    )
+
+
+def plan_trucks(con: Db, plan_id: int) -> pl.DataFrame:
+    """A saved plan's per-truck figures (none for plans saved before schema
+    version 5)."""
+    return con.frame(
+        "SELECT truck, depot, stops, picked_up, dropped_off, km, hours, ends_loaded "
+        "FROM plan_trucks WHERE plan_id = ? ORDER BY truck",
+        [plan_id],
+    )
+
+
+def recent_plans(con: Db, *, city: str | None, limit: int) -> pl.DataFrame:
+    """The newest saved plans, current ones and superseded alike."""
+    return con.frame(
+        "SELECT * FROM plans"
+        + (" WHERE city = ?" if city else "")
+        + " ORDER BY created_at DESC, plan_id DESC LIMIT ?",
+        [*([city] if city else []), limit],
     )
 
 

@@ -15,7 +15,7 @@ from api.errors import JSONOut
 from api.jobs import JobsFull
 from api.models import ErrorOut, PlanIn, PlanJob
 from api.usecases.keys import ApiKey
-from api.usecases.plans import plan_job, submit_plan_job
+from api.usecases.plans import list_plans, plan_job, saved_plan, submit_plan_job
 
 router = APIRouter(tags=["plans"])
 
@@ -67,6 +67,31 @@ async def post_plan(
     job = await run_in_threadpool(svc.with_store, submit_plan_job, job_id)
     svc.start_plan(job_id, body, key.key_id)
     return JSONOut(job, status_code=202, headers={"Location": f"/v1/plans/{job_id}"})
+
+
+@router.get("/v1/plans", dependencies=[Depends(require("plans:read"))])
+async def get_plans(
+    request: Request,
+    city: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> Response:
+    """The newest saved plans (from the CLI or plan jobs), newest first, with
+    their totals; ``current`` is false once a newer plan for the same city and
+    date replaced it."""
+    svc = service(request)
+    plans = await run_in_threadpool(svc.with_store, list_plans, city=city, limit=limit)
+    return JSONOut({"plans": plans})
+
+
+@router.get("/v1/plans/saved/{plan_id}", dependencies=[Depends(require("plans:read"))])
+async def get_saved_plan(plan_id: int, request: Request) -> Response:
+    """A saved plan: totals, notes, stops in route order and each truck's
+    figures (``truck_rows``: stops, picked_up, dropped_off, km, hours)."""
+    svc = service(request)
+    plan = await run_in_threadpool(svc.with_store, saved_plan, plan_id)
+    if plan is None:
+        raise HTTPException(404, f"no plan {plan_id}")
+    return JSONOut(plan)
 
 
 @router.get(

@@ -1,4 +1,5 @@
-"""``/v1/reports/emissions``: the reconciled reduction report as a file."""
+"""``/v1/reports/emissions``: the reconciled reduction report as a file (or,
+with ``format=json``, its figures)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import require, service
+from api.errors import JSONOut
 from api.usecases.carbon import emissions_report
-from emissions.render import write_report
+from emissions.render import report_json, write_report
 
 router = APIRouter(tags=["reports"])
 
@@ -24,6 +26,7 @@ REPORT_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "pdf": "application/pdf",
     "html": "text/html",
+    "json": "application/json",
 }
 
 
@@ -38,7 +41,7 @@ async def get_emissions_report(
     date_from: Annotated[dt.date, Query(alias="from")],
     date_to: Annotated[dt.date, Query(alias="to")],
     city: Annotated[str | None, Query(max_length=64)] = None,
-    format: Annotated[str, Query(pattern="^(csv|xlsx|pdf|html)$")] = "csv",
+    format: Annotated[str, Query(pattern="^(csv|xlsx|pdf|html|json)$")] = "csv",
 ) -> Response:
     svc = service(request)
     if date_to < date_from:
@@ -52,6 +55,8 @@ async def get_emissions_report(
         end=date_to,
         city=city,
     )
+    if format == "json":
+        return JSONOut(report_json(rep))
     name = f"emissions_{date_from}_{date_to}.{format}"
     folder = svc.scratch / "reports" / uuid.uuid4().hex
     # Rendering (PDF, XLSX) holds the GIL for a while: it runs in a child

@@ -1,15 +1,17 @@
-"""``/v1/zones`` (read, swap) and the public GBFS feed."""
+"""``/v1/zones`` (read, swap, compliance) and the public GBFS feed."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import require, service, zones_or_503
 from api.errors import JSONOut
 from api.models import ZonesInfo
-from api.usecases.zones import GBFS_TTL_S
+from api.usecases.zones import GBFS_TTL_S, parking_compliance
 
 router = APIRouter(tags=["zones"])
 
@@ -21,6 +23,25 @@ router = APIRouter(tags=["zones"])
 )
 async def get_zones(request: Request) -> Response:
     return JSONOut(zones_or_503(service(request)).info)
+
+
+@router.get("/v1/zones/map", dependencies=[Depends(require("zones:read"))])
+async def get_zone_map(request: Request) -> Response:
+    """The active zone set for drawing: ``{"version", "zones": [{"id", "name",
+    "kind", "rings"}]}``, rings of ``[lng, lat]`` (the console's map)."""
+    z = zones_or_503(service(request))
+    return Response(await run_in_threadpool(z.drawing), media_type="application/json")
+
+
+@router.get("/v1/zones/compliance", dependencies=[Depends(require("zones:read"))])
+async def get_compliance(
+    request: Request, city: Annotated[str | None, Query(max_length=64)] = None
+) -> Response:
+    """Parking compliance per zone of the latest fleet snapshot, worst first."""
+    svc = service(request)
+    return JSONOut(
+        await run_in_threadpool(svc.with_store, parking_compliance, city=city)
+    )
 
 
 @router.put(

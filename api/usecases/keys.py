@@ -37,12 +37,13 @@ __all__ = [
 #: Every scope, and what it opens.
 SCOPES = {
     "parking:check": "POST /v1/parking/check, /v1/parking/check-batch",
-    "zones:read": "GET /v1/zones",
+    "zones:read": "GET /v1/zones, /v1/zones/map, /v1/zones/compliance",
     "zones:write": "PUT /v1/zones",
     "rides:write": "POST /v1/rides, /v1/rides/batch, /v1/rides/{trip_id}/reversal",
     "carbon:read": "GET /v1/riders/{rider_id}/carbon",
     "plans:write": "POST /v1/plans",
-    "plans:read": "GET /v1/plans/{job_id}",
+    "plans:read": "GET /v1/plans, /v1/plans/{job_id}, /v1/plans/saved/{plan_id}",
+    "fleet:read": "GET /v1/fleet/cells",
     "reports:read": "GET /v1/reports/emissions",
     "keys:admin": "POST /v1/keys, GET /v1/keys, DELETE /v1/keys/{key_id}",
     "metrics:read": "GET /metrics, when the service runs with --private-metrics",

@@ -33,7 +33,9 @@ from rebalancing.store import (
     fail_unfinished_jobs,
     plan_row,
     plan_stops,
+    plan_trucks,
     read_job,
+    recent_plans,
     save_plan,
     update_job,
 )
@@ -48,11 +50,14 @@ __all__ = [
     "day_inputs",
     "fail_jobs",
     "fail_unfinished",
+    "fleet_targets",
+    "list_plans",
     "plan_day",
     "plan_job",
     "plans_for_report",
     "route_units",
     "run_plan_job",
+    "saved_plan",
     "solve_instance",
     "submit_plan_job",
 ]
@@ -271,6 +276,35 @@ def day_inputs(
     return DayInputs(name, day, start.astimezone(dt.UTC), units, needed)
 
 
+def fleet_targets(
+    store: Store, *, city: str | None, res: int, date: dt.date | None = None
+) -> dict[str, Any]:
+    """Bikes per cell when the next shift starts (the latest known positions)
+    beside the demand profile's target interval: the ops console's fleet page.
+    The same units the planner routes (``day_inputs``)."""
+    d = day_inputs(store, city=city, date=date, params=PlanParams(), res=res)
+    cells = d.units.select(
+        pl.col("unit").alias("cell"),
+        "lat",
+        "lng",
+        "stock",
+        "incoming",
+        "target_low",
+        "target_high",
+        "surplus",
+        "deficit",
+    ).sort("cell")
+    return {
+        "city": d.city,
+        "date": d.date,
+        "at": d.start,
+        "res": res,
+        "fleet_needed": d.fleet_needed,
+        "bikes": int(cells["stock"].sum()),
+        "cells": cells.to_dicts(),
+    }
+
+
 def plans_for_report(
     store: Store,
 ) -> Callable[[dt.date, dt.date, str | None], pl.DataFrame]:
@@ -385,25 +419,71 @@ def plan_job(store: Store, job_id: str) -> tuple[dict[str, Any], str | None] | N
     if job["status"] == "done" and job.get("plan_id") is not None:
         pid = int(str(job["plan_id"]))
         row = plan_row(store.con, pid)
-        out["totals"] = {
-            k: float(row[k])  # type: ignore[arg-type]
-            for k in (
-                "bikes_moved",
-                "truck_km",
-                "imbalance_left",
-                "imbalance_total",
-                "cost",
-                "seconds",
-                "bikes_dropped",
-                "handling_bound",
-                "baseline_bikes_dropped",
-                "baseline_truck_km",
-            )
-            if row.get(k) is not None  # plans saved before schema version 4
-        }
+        out["totals"] = _totals(row)
         out["notes"] = list(row["notes"] or [])  # type: ignore[call-overload]
         out["stops"] = plan_stops(store.con, pid).to_dicts()
     return out, geojson
+
+
+_TOTALS = (
+    "bikes_moved",
+    "truck_km",
+    "imbalance_left",
+    "imbalance_total",
+    "cost",
+    "seconds",
+    "bikes_dropped",
+    "handling_bound",
+    "baseline_bikes_dropped",
+    "baseline_truck_km",
+)
+
+
+def _totals(row: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(row[k])
+        for k in _TOTALS
+        if row.get(k) is not None  # plans saved before schema version 4
+    }
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "plan_id": int(row["plan_id"]),
+        "city": row["city"],
+        "date": row["plan_date"],
+        "created_at": row["created_at"],
+        "trucks": int(row["trucks"]),
+        "capacity_bikes": int(row["capacity_bikes"]),
+        "shift_h": float(row["shift_h"]),
+        "method": row["method"],
+        "current": row.get("superseded_by") is None,
+        "totals": _totals(row),
+    }
+
+
+def list_plans(
+    store: Store, *, city: str | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The newest saved plans (whoever made them: CLI, jobs), newest first."""
+    return [
+        _summary(r)
+        for r in recent_plans(store.con, city=city, limit=limit).iter_rows(named=True)
+    ]
+
+
+def saved_plan(store: Store, plan_id: int) -> dict[str, Any] | None:
+    """A saved plan with its stops, its trucks' figures and notes; None when
+    no plan has that id."""
+    rows = store.con.frame("SELECT * FROM plans WHERE plan_id = ?", [plan_id])
+    if rows.height == 0:
+        return None
+    row = rows.row(0, named=True)
+    out = _summary(row)
+    out["notes"] = list(row["notes"] or [])
+    out["stops"] = plan_stops(store.con, plan_id).to_dicts()
+    out["truck_rows"] = plan_trucks(store.con, plan_id).to_dicts()
+    return out
 
 
 def fail_jobs(store: Store, job_ids: list[str], reason: str) -> None:

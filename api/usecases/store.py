@@ -38,7 +38,7 @@ from fleet.db import Db, DuckDb, PgDb, pg_ddl
 from fleet.errors import SchemaVersionError
 from fleet.store import SCHEMA_SQL, default_db_path, open_store, stored_cities
 from geofence.store import ZONE_INDEX_SQL, ZONE_SCHEMA_SQL, active_version
-from rebalancing.store import PLAN_FIGURES_SQL, PLAN_SCHEMA_SQL
+from rebalancing.store import PLAN_FIGURES_SQL, PLAN_SCHEMA_SQL, PLAN_TRUCKS_SQL
 
 __all__ = [
     "KEYS_CHANNEL",
@@ -108,6 +108,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "built parking indexes", ZONE_INDEX_SQL, pg_ddl(ZONE_INDEX_SQL)),
     # Each plan beside the handling bound and the by-hand baseline (issue 13).
     Migration(4, "plan figures", PLAN_FIGURES_SQL, pg_ddl(PLAN_FIGURES_SQL)),
+    # Each truck's figures, for driver sheets and the ops console (issue 14).
+    Migration(5, "plan trucks", PLAN_TRUCKS_SQL, pg_ddl(PLAN_TRUCKS_SQL)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -34,7 +34,7 @@ from geofence.store import (
     stage_zone_document,
     zone_set_info,
 )
-from geofence.types import ZoneSet
+from geofence.types import Zone, ZoneSet
 from geofence.zones import to_gbfs_v3
 
 __all__ = [
@@ -46,6 +46,8 @@ __all__ = [
     "export_zones",
     "load_zone_document",
     "load_zone_file",
+    "parking_compliance",
+    "zone_map",
     "zone_state",
 ]
 
@@ -75,6 +77,7 @@ class ZoneState:
     info: dict[str, Any]
     _gbfs: list[bytes] = field(default_factory=list)
     _gbfs_lock: threading.Lock = field(default_factory=threading.Lock)
+    _map: list[bytes] = field(default_factory=list)
 
     def gbfs(self) -> bytes:
         """The set as a GBFS v3.0 ``geofencing_zones.json`` document."""
@@ -87,6 +90,13 @@ class ZoneState:
                 )
                 self._gbfs.append(orjson.dumps(doc))
             return self._gbfs[0]
+
+    def drawing(self) -> bytes:
+        """The set for the console's map (``zone_map``), rendered once."""
+        with self._gbfs_lock:
+            if not self._map:
+                self._map.append(zone_map(self.active.zone_set))
+            return self._map[0]
 
     @property
     def version(self) -> int:
@@ -257,3 +267,46 @@ def audit_parking(
     index = ZoneIndex(load_zone_set(store.con), at=taken)
     snap = snap.with_columns(cell_to_str(snap["cell"]).alias("cell"))
     return ParkingAudit(name, taken, audit_fleet(index, snap), index)
+
+
+def _map_kind(z: Zone) -> str:
+    """What a zone is on the console's map: its own kind, or for a GBFS zone
+    what its first rule makes it."""
+    if z.kind != "gbfs":
+        return z.kind
+    r = z.rule_for(None)
+    if r is None:
+        return "gbfs"
+    if r.station_parking:
+        return "parking"
+    return "gbfs" if r.ride_end_allowed else "no_parking"
+
+
+def zone_map(zones: ZoneSet) -> bytes:
+    """The zone set for drawing (the ops console's map): per zone ``id, name,
+    kind`` and its outer rings as ``[[lng, lat], ...]`` rounded to 1e-6 deg."""
+    out = []
+    for z in sorted(zones.zones, key=lambda z: z.order):
+        geoms = getattr(z.geometry, "geoms", [z.geometry])
+        rings = [
+            [[round(x, 6), round(y, 6)] for x, y in g.exterior.coords] for g in geoms
+        ]
+        out.append(
+            {"id": z.zone_id, "name": z.name, "kind": _map_kind(z), "rings": rings}
+        )
+    return orjson.dumps({"version": zones.version, "zones": out})
+
+
+def parking_compliance(store: Store, *, city: str | None) -> dict[str, Any]:
+    """Compliance per zone of the latest fleet snapshot, worst zones first
+    (the ops console's parking page)."""
+    a = audit_parking(store, city=city, at=None)
+    zones = a.audit.per_zone.sort(["share_legal", "bikes"], descending=[False, True])
+    return {
+        "city": a.city,
+        "taken_at": a.taken_at,
+        "zone_version": a.audit.zone_version,
+        "bikes": a.audit.total,
+        "legal": a.audit.legal,
+        "zones": zones.to_dicts(),
+    }

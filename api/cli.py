@@ -40,6 +40,7 @@ from api.usecases.fleet import (
     partition_files,
     take_snapshot,
 )
+from api.usecases.keys import create_key
 from api.usecases.plans import plan_day, write_synthetic_units
 from api.usecases.store import Store
 from api.usecases.zones import audit_parking, load_zone_file
@@ -440,8 +441,29 @@ def demo(
     out.print(
         f"store: {db}  (tables trips, quarantine, cell_flows, cell_turnover, "
         "fleet_snapshot, cell_stock, demand_profile, zone_sets, zones, plans, "
-        "plan_stops, ledger, credit_exclusions)"
+        "plan_stops, plan_trucks, ledger, credit_exclusions)"
     )
+    section("9. the ops console")
+    with Store.open(db) as store:
+        _, console_key = create_key(store, list(CONSOLE_SCOPES), "ops console (demo)")
+    out.print(
+        f"start the service:  .venv/bin/bikefleet serve --db {db}\n"
+        "then open          http://127.0.0.1:8000/ops/\n"
+        f"and sign in with   {console_key}"
+    )
+
+
+#: What the demo's console key may do: every page and its forms.
+CONSOLE_SCOPES = (
+    "plans:read",
+    "plans:write",
+    "zones:read",
+    "zones:write",
+    "parking:check",
+    "reports:read",
+    "carbon:read",
+    "fleet:read",
+)
 
 
 def _write_demo_zones(params: SynthParams, out_dir: Path) -> Path:

@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from multiprocessing.connection import Connection
@@ -28,6 +29,7 @@ from api.limits import JobLimits
 from api.usecases.plans import Router, route_units
 from fleet.errors import BikeFleetError
 from rebalancing.plan import CityPlan
+from rebalancing.solve import Progress
 from rebalancing.types import PlanParams
 
 __all__ = ["JobsFull", "PlanJobs", "ServiceStopped", "route_apart"]
@@ -58,8 +60,16 @@ def _route_child(
     # Below the workers: the parking checks the app backend waits on come
     # first; the solver takes what the cores have left within its time limit.
     os.nice(PLANNER_NICENESS)
+    last = [0.0]
+
+    def progress(seconds: float, best_cost: float) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.25:  # a few signs of life a second, no more
+            last[0] = now
+            out.send(("progress", (seconds, best_cost)))
+
     try:
-        result: tuple[str, Any] = ("plan", route_units(units, params, start))
+        result: tuple[str, Any] = ("plan", route_units(units, params, start, progress))
     except Exception as e:  # handed to the parent, which records it
         result = ("error", e)
     try:
@@ -73,7 +83,12 @@ def route_apart(stop: threading.Event) -> Router:
     """A ``Router`` that routes in a spawned child process and gives up (the
     child stopped) when ``stop`` is set."""
 
-    def route(units: pl.DataFrame, params: PlanParams, start: dt.datetime) -> CityPlan:
+    def route(
+        units: pl.DataFrame,
+        params: PlanParams,
+        start: dt.datetime,
+        on_progress: Progress | None = None,
+    ) -> CityPlan:
         ctx = multiprocessing.get_context("spawn")
         recv, send = ctx.Pipe(duplex=False)
         child = ctx.Process(
@@ -85,15 +100,21 @@ def route_apart(stop: threading.Event) -> Router:
         child.start()
         send.close()
         try:
-            while not recv.poll(0.2):
-                if stop.is_set():
-                    raise ServiceStopped(STOPPED)
-                if not child.is_alive() and not recv.poll(0):
-                    raise RuntimeError(
-                        f"the planner process ended without a plan "
-                        f"(exit code {child.exitcode})"
-                    )
-            kind, value = recv.recv()
+            while True:
+                if not recv.poll(0.2):
+                    if stop.is_set():
+                        raise ServiceStopped(STOPPED)
+                    if not child.is_alive() and not recv.poll(0):
+                        raise RuntimeError(
+                            f"the planner process ended without a plan "
+                            f"(exit code {child.exitcode})"
+                        )
+                    continue
+                kind, value = recv.recv()
+                if kind != "progress":
+                    break
+                if on_progress is not None:
+                    on_progress(*value)
         finally:
             if child.is_alive():
                 child.terminate()

@@ -186,6 +186,15 @@ class PlanJob(BaseModel):
     plan_id: int | None = None
     city: str | None = None
     date: dt.date | None = None
+    progress_s: float | None = Field(
+        None, description="While running: seconds into the search at its last report."
+    )
+    improvements: int | None = Field(
+        None, description="While running: better solutions found so far."
+    )
+    best_cost: float | None = Field(
+        None, description="While running: the best solution's cost so far."
+    )
     totals: dict[str, float] | None = None
     notes: list[str] | None = None
     stops: list[dict[str, object]] | None = None

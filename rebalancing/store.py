@@ -14,7 +14,8 @@ Tables (contracts, see the README):
   hours, ends_loaded`` (from schema version 5).
 - ``plan_jobs``: plan jobs of the HTTP service: ``job_id, status`` (``queued``,
   ``running``, ``done``, ``failed``), ``submitted_at, finished_at, error,
-  plan_id, city, plan_date, geojson``.
+  plan_id, city, plan_date, geojson``; from schema version 5 ``progress_s,
+  improvements, best_cost`` while the search runs.
 
 Only verified plans are written (``verified`` is always true; the column says
 so to whoever reads the table). One transaction per plan.
@@ -81,7 +82,8 @@ ALTER TABLE plans ADD COLUMN IF NOT EXISTS baseline_truck_km DOUBLE;
 """
 
 #: Added by schema version 5: each truck's figures (the driver sheets and the
-#: ops console's per-truck table read them).
+#: ops console's per-truck table read them), and a running job's progress
+#: (seconds into the search, improvements found, the best cost so far).
 PLAN_TRUCKS_SQL = """
 CREATE TABLE IF NOT EXISTS plan_trucks (
     plan_id BIGINT NOT NULL, truck INTEGER NOT NULL, depot INTEGER NOT NULL,
@@ -89,6 +91,9 @@ CREATE TABLE IF NOT EXISTS plan_trucks (
     km DOUBLE NOT NULL, hours DOUBLE NOT NULL, ends_loaded INTEGER NOT NULL,
     PRIMARY KEY (plan_id, truck)
 );
+ALTER TABLE plan_jobs ADD COLUMN IF NOT EXISTS progress_s DOUBLE;
+ALTER TABLE plan_jobs ADD COLUMN IF NOT EXISTS improvements INTEGER;
+ALTER TABLE plan_jobs ADD COLUMN IF NOT EXISTS best_cost DOUBLE;
 """
 
 
@@ -194,6 +199,9 @@ _JOB_FIELDS = (
     "plan_id",
     "city",
     "plan_date",
+    "progress_s",
+    "improvements",
+    "best_cost",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,15 +93,18 @@ class DayInputs:
 
 #: Turns a day's units into routes: ``plan_routes`` in this process, or a
 #: function that runs it in another (the service's plan jobs).
-Router = Callable[[pl.DataFrame, PlanParams, dt.datetime], CityPlan]
+Router = Callable[[pl.DataFrame, PlanParams, dt.datetime, Progress | None], CityPlan]
 
 
 def route_units(
-    units: pl.DataFrame, params: PlanParams, start: dt.datetime
+    units: pl.DataFrame,
+    params: PlanParams,
+    start: dt.datetime,
+    on_progress: Progress | None = None,
 ) -> CityPlan:
     """``plan_routes`` with its defaults (a top-level function: it crosses
     process boundaries)."""
-    return plan_routes(units, params, start=start)
+    return plan_routes(units, params, start=start, on_progress=on_progress)
 
 
 def plan_day(
@@ -121,11 +125,11 @@ def plan_day(
     routes, the verifier; save the plan (superseding an earlier plan for the
     same city and date) and write its files. ``depots``: where the trucks set
     out (default one, at the centre of the work). ``router`` replaces the
-    routing step (``depots``, ``matrix`` and the callbacks then do not
+    routing step (``depots``, ``matrix`` and ``on_stage`` then do not
     apply)."""
     inputs = day_inputs(store, city=city, date=date, params=params, res=res)
     if router is not None:
-        plan = router(inputs.units, params, inputs.start)
+        plan = router(inputs.units, params, inputs.start, on_progress)
     else:
         plan = plan_routes(
             inputs.units,
@@ -368,6 +372,23 @@ def run_plan_job(
     or ``failed`` (with the error) in the store. ``router``: where the routes
     are computed (the service passes one that uses a separate process)."""
     update_job(store.con, job_id, status="running")
+    found = [0, 0.0]  # improvements, when last recorded
+
+    def progress(seconds: float, best_cost: float) -> None:
+        # The search's signs of life, for whoever follows the job (at most
+        # one write a second).
+        found[0] += 1
+        now = time.monotonic()
+        if now - found[1] >= 1.0:
+            found[1] = now
+            update_job(
+                store.con,
+                job_id,
+                progress_s=round(seconds, 2),
+                improvements=found[0],
+                best_cost=float(best_cost),
+            )
+
     try:
         p = plan_day(
             store,
@@ -377,6 +398,7 @@ def run_plan_job(
             res=res,
             out_dir=out_dir,
             router=router,
+            on_progress=progress,
         )
     except Exception as e:
         update_job(

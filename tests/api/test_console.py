@@ -276,6 +276,43 @@ def test_a_new_plan_runs_to_done_and_its_driver_sheets_print(
     assert pdf.ok and pdf.body()[:5] == b"%PDF-"
 
 
+def test_a_zone_file_uploaded_on_the_parking_page_swaps_the_set(
+    visit: Visit, console
+) -> None:
+    visit.sign_in(console["keys"]["all"])
+    page = visit.open("/ops/parking")
+    before = _api(console, "/v1/zones")
+    (zone_file,) = (console["work"] / "zones").glob("*.json")
+    page.set_input_files("#zones-form input[type=file]", str(zone_file))
+    page.click("#zones-form button[type=submit]")
+    page.wait_for_selector("#zones-result .ok", timeout=60_000)
+    after = _api(console, "/v1/zones")
+    assert after["loaded_at"] >= before["loaded_at"]
+    shown = visit.text("#zones-result .ok")
+    assert f"Zone set v{after['version']} is active: {after['zones']:,} zones" in shown
+    # A file that is not a zone document is refused with the API's reason.
+    bad = console["work"] / "not-zones.json"
+    bad.write_text('{"type": "FeatureCollection", "features": "nope"}')
+    page.set_input_files("#zones-form input[type=file]", str(bad))
+    page.click("#zones-form button[type=submit]")
+    page.wait_for_selector("#zones-result .error")
+    assert visit.text("#zones-result .error").startswith("Refused: ")
+    assert _api(console, "/v1/zones")["version"] == after["version"]
+
+
+def test_the_rider_lookup_shows_the_ledger(visit: Visit, console) -> None:
+    visit.sign_in(console["keys"]["all"])
+    page = visit.open("/ops/carbon")
+    rider = "R0000042"
+    want = _api(console, f"/v1/riders/{rider}/carbon?recent=20")
+    page.fill("#rider-form input[name=rider]", rider)
+    page.click("#rider-form button[type=submit]")
+    page.wait_for_selector("dd[data-key=rider_points]")
+    assert visit.text("dd[data-key=rider_points]") == f"{want['points']:,}"
+    rows = page.locator("#rider-out tbody tr")
+    assert rows.count() == len(want["entries"])
+
+
 def test_reports_download_and_open(visit: Visit, console, tmp_path: Path) -> None:
     visit.sign_in(console["keys"]["carbon"])
     page = visit.open("/ops/carbon")

@@ -73,7 +73,16 @@ def test_the_service_answers_while_a_plan_routes(
                 headers=bearer(keys["parking:check"]),
             )
             assert check.status_code == 200, check.text
-        assert _status(client.get, job, h) == "running"
+        running = client.get(f"/v1/plans/{job}", headers=h).json()
+        assert running["status"] == "running"
+        # The search's signs of life reach whoever follows the job.
+        for _ in range(100):
+            if running.get("improvements"):
+                break
+            time.sleep(0.1)
+            running = client.get(f"/v1/plans/{job}", headers=h).json()
+        assert running["improvements"] >= 1 and running["progress_s"] >= 0
+        assert running["best_cost"] > 0
     # The shutdown cut the job short: it says so.
     status, error = _jobs(db)[job]
     assert status == "failed" and error == STOPPED

@@ -192,7 +192,9 @@
       c.style.height = size.y + "px";
       const ctx = c.getContext("2d");
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      const t0 = performance.now();
       this._draw(ctx, (lat, lng) => map.latLngToContainerPoint([lat, lng]), map, size);
+      body.dataset.redrawMs = (performance.now() - t0).toFixed(1); // bench/console.py
     },
   });
 
@@ -413,13 +415,19 @@
     async function follow(jobId, limit, out) {
       const bar = el("progress", { max: "100", value: "0" });
       const status = el("span", { class: "status", "data-status": "queued" }, "queued");
-      out.replaceChildren(el("p", {}, "Plan job " + jobId + ": ", status), bar);
-      const t0 = Date.now();
+      const search = el("span", { class: "search" });
+      out.replaceChildren(el("p", {}, "Plan job " + jobId + ": ", status, " ", search), bar);
+      let started = null;
       for (;;) {
         const job = await api("/v1/plans/" + jobId);
         status.textContent = job.status;
         status.dataset.status = job.status;
-        const elapsed = (Date.now() - t0) / 1000;
+        if (job.status === "running" && started === null) started = Date.now();
+        if (job.improvements) {
+          search.textContent = "· " + job.improvements + " better solutions found, the last " +
+            num(job.progress_s, 1) + " s into the search";
+        }
+        const elapsed = started === null ? 0 : (Date.now() - started) / 1000;
         bar.value = job.status === "done" ? 100 : Math.min(95, (100 * elapsed) / (limit + 5));
         if (job.status === "done") {
           out.append(el("p", {}, "Done: plan " + job.plan_id + ", " + int(job.totals.bikes_moved) + " bikes moved."));
@@ -705,7 +713,10 @@
   const pages = { overview: overview, plan: planPage, parking: parkingPage, carbon: carbonPage, fleet: fleetPage };
   if (pages[page]) {
     pages[page]().then(
-      () => body.setAttribute("data-ready", "1"),
+      () => {
+        body.dataset.readyMs = Math.round(performance.now()); // since navigation
+        body.setAttribute("data-ready", "1");
+      },
       (e) => {
         body.setAttribute("data-ready", "error");
         const main = document.querySelector("main");

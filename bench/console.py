@@ -137,7 +137,7 @@ def _figures(r: dict[str, object], repeat: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 25000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 25000])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--zones", type=int, nargs="*", default=[25_000, 100_000])
     ap.add_argument("--plan-s", type=float, default=60.0)

@@ -4,7 +4,8 @@ Run:  .venv/bin/python bench/rebalancing.py [--time-limit 10] [--long 60]
       [--only dellamico|pdtsp|large|city]
 
 - Dell'Amico et al. (2014) SBRP: every instance in ../shared/data; reference =
-  published optimum (optima.csv) where given.
+  its best-known value (best_known.csv: optimal where proven, else the best
+  published upper bound).
 - 1-PDTSP n = 20 and 30: reference = CP-SAT optimum or best bound-closed value
   in opt_n20_cpsat.csv / n30_cpsat.csv.
 - 1-PDTSP n = 100 to 200 (a sample): reference = our own long run (``--long``
@@ -55,9 +56,11 @@ LARGE = ("n100q10A", "n100q100A", "n100q1000A", "n100mosA", "n200q10A", "n200mos
 
 def refs() -> dict[str, float]:
     out: dict[str, float] = {}
-    with (DATA / "sbrp_dellamico2014" / "optima.csv").open() as f:
+    # Dell'Amico et al.: the best-known value of every instance (13-116
+    # nodes; optimal where proven, else the best published upper bound).
+    with (DATA / "sbrp_dellamico2014" / "best_known.csv").open() as f:
         for r in csv.DictReader(f):
-            out[r["instance"]] = float(r["published_optimum"])
+            out[r["instance"]] = float(r["best_known"])
     for name in ("opt_n20_cpsat.csv", "n30_cpsat.csv"):
         with (DATA / "1pdtsp" / name).open() as f:
             for r in csv.DictReader(f):

@@ -193,7 +193,19 @@
       const ctx = c.getContext("2d");
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       const t0 = performance.now();
-      this._draw(ctx, (lat, lng) => map.latLngToContainerPoint([lat, lng]), map, size);
+      // Spherical Mercator by hand (what Leaflet's CRS does), relative to the
+      // container's top-left corner: a few multiplications per point.
+      const scale = 256 * Math.pow(2, map.getZoom());
+      const o = map.project(map.containerPointToLatLng([0, 0]));
+      const k = Math.PI / 180;
+      const xy = (lat, lng) => {
+        const s = Math.sin(Math.max(-85.0511, Math.min(85.0511, lat)) * k);
+        return {
+          x: ((lng + 180) / 360) * scale - o.x,
+          y: (0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI)) * scale - o.y,
+        };
+      };
+      this._draw(ctx, xy, map, size);
       body.dataset.redrawMs = (performance.now() - t0).toFixed(1); // bench/console.py
     },
   });
@@ -457,14 +469,24 @@
     const map = makeMap("map");
     let zones = [];
     let here = null;
-    const overlay = new CanvasOverlay((ctx, xy) => {
+    const overlay = new CanvasOverlay((ctx, xy, m, size) => {
+      // Zones outside the view are skipped; a zone smaller than 3 px is a dot
+      // (100,000 bays of a city seen whole are dots, not polygons).
+      const b = m.getBounds().pad(0.05);
+      const s = b.getSouth(), n = b.getNorth(), w = b.getWest(), e = b.getEast();
       for (const kind of ["service_area", "gbfs", "parking", "no_parking"]) {
         const st = KIND_STYLE[kind];
         ctx.fillStyle = st.fill;
         ctx.strokeStyle = st.stroke;
         ctx.lineWidth = kind === "service_area" ? 2 : 1;
+        const dots = [];
         for (const z of zones) {
           if (z.kind !== kind) continue;
+          const bb = z.bbox;
+          if (bb[0] > n || bb[1] < s || bb[2] > e || bb[3] < w) continue;
+          const lo = xy(bb[0], bb[2]);
+          const hi = xy(bb[1], bb[3]);
+          if (hi.x - lo.x < 3 && lo.y - hi.y < 3) { dots.push(lo); continue; }
           ctx.beginPath();
           for (const ring of z.rings) {
             ring.forEach(([lng, lat], i) => {
@@ -476,6 +498,8 @@
           ctx.fill();
           ctx.stroke();
         }
+        ctx.fillStyle = st.stroke;
+        for (const p of dots) ctx.fillRect(p.x - 1, p.y - 1, 2, 2);
       }
       if (here) {
         const p = xy(here.lat, here.lng);
@@ -502,9 +526,22 @@
         $("zones-title").textContent = "zone set v" + info.version + ", " + int(info.zones) + " zones";
         const drawing = await api("/v1/zones/map");
         zones = drawing.zones;
-        const pts = [];
-        for (const z of zones) for (const r of z.rings) for (const [lng, lat] of r) pts.push([lat, lng]);
-        fit(map, pts);
+        let all = null;
+        for (const z of zones) {
+          // [south, north, west, east] of the zone, for culling and dots.
+          const bb = [90, -90, 180, -180];
+          for (const r of z.rings) {
+            for (const [lng, lat] of r) {
+              if (lat < bb[0]) bb[0] = lat;
+              if (lat > bb[1]) bb[1] = lat;
+              if (lng < bb[2]) bb[2] = lng;
+              if (lng > bb[3]) bb[3] = lng;
+            }
+          }
+          z.bbox = bb;
+          all = all ? [Math.min(all[0], bb[0]), Math.max(all[1], bb[1]), Math.min(all[2], bb[2]), Math.max(all[3], bb[3])] : bb.slice();
+        }
+        if (all) fit(map, [[all[0], all[2]], [all[1], all[3]]]);
         overlay.redraw();
       } catch (e) { $("zones-title").textContent = "(" + e.message + ")"; }
     }

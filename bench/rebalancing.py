@@ -260,7 +260,9 @@ def main() -> None:
             if number(p) not in have
         ]
         for p in files + extra:
-            rows.append(run(p, "dellamico", ref.get(p.stem), a.time_limit))
+            # "51-Torino30_RBRP" is "51Torino30" in best_known.csv.
+            key = p.stem.removesuffix("_RBRP").replace("-", "").replace("_", "")
+            rows.append(run(p, "dellamico", ref.get(key), a.time_limit))
     if a.only in (None, "pdtsp"):
         for p in sorted((DATA / "1pdtsp").glob("n[23]0*.tsp")):
             rows.append(run(p, "1pdtsp-30", ref.get(p.stem), a.time_limit))

@@ -13,8 +13,14 @@ is 3.9 GiB. Past ``DENSE_MAX_NODES`` nodes a plan is made by decomposition:
    of it): every unit falls in exactly one territory, its chunks with it;
 3. each territory is a small dense instance (its nodes and the depot nearest
    it, one truck), solved by OR-Tools in a pool of processes (both cores)
-   within a share of the time limit;
-4. the routes are put back on the city's instance, whose distances and times
+   within ``FIRST_PASS`` of the time limit;
+4. across borders: neighbouring territories are paired (nearest centres of
+   work first, each pair once), each pair solved again as one instance with
+   both trucks; when that plan is better, its routes become the two
+   territories (units move across the border with the truck that now serves
+   them; units left undone go to the nearer one), round after round until the
+   time is up;
+5. the routes are put back on the city's instance, whose distances and times
    are computed when asked (``PairMetres``: what the dense matrix would hold,
    without the memory), and the independent verifier replays them there.
 
@@ -30,16 +36,17 @@ import itertools
 import math
 import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from fleet.geo import haversine_m
 from rebalancing.errors import NoSolutionError
-from rebalancing.solve import solve
+from rebalancing.solve import build_solution, solve
 from rebalancing.types import Instance, PairMetres, PlanParams, Route, Solution, Stop
 
 __all__ = [
@@ -61,6 +68,12 @@ Progress = Callable[[float, float], None]
 
 #: Trucks that share a territory (and its solve).
 TRUCKS_PER_TERRITORY = 1
+
+#: Share of the time for the first pass (the rest improves across borders).
+FIRST_PASS = 0.6
+
+#: A pair of territories is solved again only with at least this many seconds.
+MIN_EXCHANGE_S = 2.0
 
 #: Units kept in territories: those nearest the depots holding this many times
 #: what the trucks can move (``handling_bound``) of surplus and of deficit.
@@ -165,10 +178,11 @@ def solve_by_territory(
     *,
     workers: int = 2,
     on_progress: Progress | None = None,
-) -> tuple[Solution, list[Ints]]:
+) -> tuple[Solution, list[Ints], int]:
     """A plan of ``inst`` (lazy matrices) made territory by territory, one
-    truck each, in ``workers`` processes within ``params.time_limit_s``; and
-    the territories (city node ids). ``x, y``: node positions in metres."""
+    truck each, in ``workers`` processes within ``params.time_limit_s``; the
+    territories as they end (city node ids); how many pairs of territories
+    exchanged units across their border. ``x, y``: node positions in metres."""
     t0 = time.perf_counter()
     d0 = inst.depots
     owner = np.array(inst.unit_of[d0:], dtype=object)
@@ -200,38 +214,149 @@ def solve_by_territory(
     todo = [t for t, s in enumerate(subs) if s.n > 1]
     if multiprocessing.current_process().daemon:
         workers = 1  # a daemonic process (a service's plan job) has no children
-    rounds = math.ceil(len(todo) / max(1, workers)) or 1
-    budget = max(1.0, 0.9 * params.time_limit_s - (time.perf_counter() - t0))
-    each = budget / rounds
+    workers = max(1, workers)
+    deadline = t0 + 0.9 * params.time_limit_s
+    budget = max(1.0, deadline - time.perf_counter())
+    rounds = math.ceil(len(todo) / workers) or 1
+    each = budget * (FIRST_PASS if len(subs) > 1 else 1.0) / rounds
     found: dict[int, Solution] = {}
     penalty = inst.penalty_per_bike or 0.0
-    left = float(np.abs(inst.demand_bikes).sum()) * penalty
-    best = left
 
-    def done(t: int, sol: Solution | None) -> None:
-        nonlocal best
-        if sol is None:  # no plan in its time: the territory stays undone
-            return
-        found[t] = sol
-        best += sol.cost - float(np.abs(subs[t].demand_bikes).sum()) * penalty
+    def objective(t: int) -> float:
+        """A territory's cost with what it leaves undone (all of it, unplanned)."""
+        if t in found:
+            return found[t].cost
+        return float(np.abs(subs[t].demand_bikes).sum()) * penalty
+
+    def report() -> None:
         if on_progress is not None:
-            on_progress(time.perf_counter() - t0, best)
+            total = sum(objective(t) for t in range(len(subs)))
+            on_progress(time.perf_counter() - t0, total)
 
-    if workers <= 1:
-        for t in todo:
-            done(t, _solve_or_none(subs[t], each, params.strategy))
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            running: dict[Future[Solution | None], int] = {
-                pool.submit(_solve_or_none, subs[t], each, params.strategy): t
-                for t in todo
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx) if workers > 1 else None
+    try:
+        jobs = [(t, subs[t], each) for t in todo]
+        for t, sol in _run(pool, jobs, params.strategy):
+            if sol is not None:  # else the territory stays undone
+                found[t] = sol
+                report()
+        # Across borders, pair by pair, while there is time for a round.
+        tried: set[tuple[int, int]] = set()
+        exchanged = 0
+        while len(subs) > 1:
+            pairs = _pairs(subs, x, y, tried)
+            left = deadline - time.perf_counter()
+            slice_s = left / max(1, math.ceil(len(pairs) / workers))
+            if not pairs or slice_s < MIN_EXCHANGE_S:
+                break
+            tried.update(pairs)
+            joint = {
+                (a, b): _sub_instance(
+                    inst,
+                    np.concatenate([_nodes(subs[a])[1:], _nodes(subs[b])[1:]]),
+                    int(_nodes(subs[a])[0]),
+                    subs[a].vehicles + subs[b].vehicles,
+                    f"{inst.name}/t{a + 1}+t{b + 1}",
+                )
+                for a, b in pairs
             }
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    done(running.pop(f), f.result())
-    return _merge(inst, subs, found, time.perf_counter() - t0), nodes_of
+            jobs2 = [(p, s, slice_s) for p, s in joint.items()]
+            for (a, b), sol in _run(pool, jobs2, params.strategy):
+                if sol is None or sol.cost >= objective(a) + objective(b) - 1e-6:
+                    continue
+                (subs[a], sa), (subs[b], sb) = _split(inst, joint[a, b], sol, x, y)
+                for t, s in ((a, sa), (b, sb)):
+                    found[t] = s
+                exchanged += 1
+                report()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    nodes_of = [_nodes(s)[1:] for s in subs]
+    return _merge(inst, subs, found, time.perf_counter() - t0), nodes_of, exchanged
+
+
+def _run(
+    pool: ProcessPoolExecutor | None,
+    jobs: Sequence[tuple[object, Instance, float]],
+    strategy: str,
+) -> Iterator[tuple[Any, Solution | None]]:
+    """Solve ``(key, instance, seconds)`` jobs in the pool (or here, one by
+    one); yield ``(key, solution or None)`` as they finish."""
+    if pool is None:
+        for key, sub, secs in jobs:
+            yield key, _solve_or_none(sub, secs, strategy)
+        return
+    running: dict[Future[Solution | None], object] = {
+        pool.submit(_solve_or_none, sub, secs, strategy): key for key, sub, secs in jobs
+    }
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for f in finished:
+            yield running.pop(f), f.result()
+
+
+def _nodes(sub: Instance) -> Ints:
+    """City node ids of a territory's nodes (its depot first)."""
+    nodes: Ints = sub.meta["nodes"]  # type: ignore[assignment]
+    return nodes
+
+
+def _centre(sub: Instance, x: Floats, y: Floats) -> tuple[float, float]:
+    nodes = _nodes(sub)
+    n = nodes[1:] if len(nodes) > 1 else nodes
+    w = np.abs(sub.demand_bikes[1:] if len(nodes) > 1 else sub.demand_bikes) + 1e-9
+    return float((x[n] * w).sum() / w.sum()), float((y[n] * w).sum() / w.sum())
+
+
+def _pairs(
+    subs: Sequence[Instance], x: Floats, y: Floats, tried: set[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Disjoint pairs of territories not tried yet, nearest centres first."""
+    c = np.array([_centre(s, x, y) for s in subs])
+    d = np.hypot(c[:, None, 0] - c[None, :, 0], c[:, None, 1] - c[None, :, 1])
+    a, b = np.triu_indices(len(subs), 1)
+    used: set[int] = set()
+    out: list[tuple[int, int]] = []
+    for k in np.argsort(d[a, b], kind="stable"):
+        p = (int(a[k]), int(b[k]))
+        if p in tried or p[0] in used or p[1] in used:
+            continue
+        out.append(p)
+        used.update(p)
+    return out
+
+
+def _split(
+    inst: Instance, joint: Instance, sol: Solution, x: Floats, y: Floats
+) -> list[tuple[Instance, Solution]]:
+    """Two territories from a pair's plan: each truck's route with its units;
+    units left undone go to the territory whose work is nearer."""
+    back = _nodes(joint)
+    depot = int(back[0])
+    groups = [[int(back[s.node]) for s in r.stops] for r in sol.routes][:2]
+    while len(groups) < 2:
+        groups.append([])
+    centres = [
+        (float(x[g].mean()), float(y[g].mean()))
+        if g
+        else (float(x[depot]), float(y[depot]))
+        for g in groups
+    ]
+    extra: list[list[int]] = [[], []]
+    for i in sol.skipped:
+        c = int(back[i])
+        near = [math.hypot(x[c] - cx, y[c] - cy) for cx, cy in centres]
+        extra[int(np.argmin(near))].append(c)
+    out = []
+    for k, (g, e) in enumerate(zip(groups, extra, strict=True)):
+        nodes = np.array(g + e, dtype=np.int64)
+        sub = _sub_instance(inst, nodes, depot, 1, f"{joint.name}/{k + 1}")
+        # The route keeps its order: node t of the new territory is nodes[t - 1].
+        seq = list(range(1, len(g) + 1))
+        out.append((sub, build_solution(sub, [seq] if seq else [], 0.0, "territories")))
+    return out
 
 
 def _merge(

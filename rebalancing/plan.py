@@ -273,7 +273,7 @@ def plan_routes(
     if isinstance(inst.cost, PairMetres):
         assert inst.lat is not None and inst.lng is not None
         x, y = _metres_xy(inst.lat, inst.lng)
-        sol, parts = solve_by_territory(
+        sol, parts, exchanged = solve_by_territory(
             inst, params, x, y, workers=workers, on_progress=on_progress
         )
         planned = {inst.unit_of[i] for p in parts for i in p}
@@ -281,7 +281,8 @@ def plan_routes(
         notes.append(
             f"{inst.n - inst.depots:,} stops to plan from {inst.depots} depot(s): "
             f"planned as {len(parts)} territories of one truck each "
-            "(rebalancing.city), not across their borders"
+            f"(rebalancing.city); {exchanged} pairs of neighbouring territories "
+            "planned better together and exchanged units across their border"
             + (
                 f"; {len(planned):,} of {len(every):,} units, the nearest the "
                 "depots, hold more than the trucks can move in the shift: the "

@@ -13,8 +13,10 @@ times the bikes left unbalanced.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
@@ -22,6 +24,7 @@ from ortools.sat.python import cp_model
 
 from rebalancing.errors import NoSolutionError
 from rebalancing.instances import lower_bound_vehicles
+from rebalancing.lns import improve
 from rebalancing.types import Instance, Route, Solution, Stop
 from rebalancing.verify import verify
 
@@ -50,12 +53,11 @@ def solve(
     ``on_progress(seconds, best_cost)`` is called each time the search finds a
     better solution (to show signs of life on long solves)."""
     t0 = time.perf_counter()
-    exact = (
-        inst.penalty_per_bike is None
-        and inst.time_s is None
-        and (inst.n <= exact_max_nodes)
-    )
-    share = 0.3 if exact else 1.0
+    must_serve = inst.penalty_per_bike is None and inst.time_s is None
+    exact = must_serve and inst.n <= exact_max_nodes
+    # Larger must-serve instances (the published SBRP and 1-PDTSP sets): the
+    # routing search gives a good start, ruin-and-recreate takes it further.
+    share = 0.3 if exact else 0.3 if must_serve else 1.0
     best = solve_routing(
         inst,
         time_limit_s=time_limit_s * share,
@@ -68,6 +70,12 @@ def solve(
             cp = solve_cpsat(inst, time_limit_s=left, hint=best, workers=workers)
             if cp is not None and (best is None or cp.cost <= best.cost):
                 best = cp
+    elif must_serve and best is not None:
+        left = time_limit_s - (time.perf_counter() - t0) - 0.1
+        if left > 0.5:
+            better = improve_by_lns(inst, best, time_limit_s=left, workers=workers)
+            if better.cost < best.cost:
+                best = better
     if best is None:
         raise NoSolutionError(
             f"{inst.name}: no feasible plan found in {time_limit_s} s"
@@ -82,6 +90,52 @@ Progress = Callable[[float, float], None]
 
 def _with_seconds(s: Solution, secs: float) -> Solution:
     return Solution(s.routes, s.skipped, s.cost, s.arc_cost, secs, s.method)
+
+
+def improve_by_lns(
+    inst: Instance, start: Solution, *, time_limit_s: float, workers: int = 2
+) -> Solution:
+    """Ruin-and-recreate (``rebalancing.lns``) from ``start``, one search per
+    worker with its own seed (the others in spawned processes); the best."""
+    routes = [[s.node for s in r.stops] for r in start.routes]
+    args = (inst.cost, inst.demand_bikes, inst.capacity_bikes, inst.vehicles, routes)
+    t0 = time.perf_counter()
+    if multiprocessing.current_process().daemon:
+        workers = 1  # a daemonic process (a service's plan job) has no children
+    found: list[tuple[list[list[int]], float]] = []
+    if workers > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers - 1, mp_context=ctx) as pool:
+            # A spawned process needs a second or so before it searches.
+            others = [
+                pool.submit(
+                    improve,
+                    *args,
+                    time_limit_s=max(0.2, time_limit_s - 1.5),
+                    seed=k,
+                    free_start=inst.start_load_free,
+                )
+                for k in range(1, workers)
+            ]
+            found.append(
+                improve(
+                    *args,
+                    time_limit_s=time_limit_s,
+                    seed=0,
+                    free_start=inst.start_load_free,
+                )
+            )
+            for f in others:
+                try:
+                    found.append(f.result())
+                except Exception:  # a broken helper costs its share, not the plan
+                    continue
+    else:
+        found.append(
+            improve(*args, time_limit_s=time_limit_s, free_start=inst.start_load_free)
+        )
+    routes, _ = min(found, key=lambda f: f[1])
+    return build_solution(inst, routes, time.perf_counter() - t0, "routing+lns")
 
 
 def _vehicles(inst: Instance) -> int:

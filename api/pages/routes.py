@@ -128,15 +128,22 @@ def _sign_in_page(
 <label>API key <input type="password" name="key" autocomplete="off" required
  autofocus></label><button type="submit">Sign in</button></form></section>"""
     resp = _page(request, "Sign in", body, key=None, status=status)
+    _strict_cookie(resp, request, LOGIN_COOKIE, token, path="/ops")
+    return resp
+
+
+def _strict_cookie(
+    resp: Response, request: Request, name: str, value: str, *, path: str
+) -> None:
+    """An HttpOnly, SameSite=Strict cookie (Secure when served over HTTPS)."""
     resp.set_cookie(
-        LOGIN_COOKIE,
-        token,
+        name,
+        value,
         httponly=True,
         samesite="strict",
-        path="/ops",
+        path=path,
         secure=request.url.scheme == "https",
     )
-    return resp
 
 
 def _lacks(request: Request, key: ApiKey, page: str) -> HTMLResponse:
@@ -211,14 +218,7 @@ async def login(request: Request) -> Response:
             status=401,
         )
     resp = RedirectResponse(next_path, status_code=303)
-    resp.set_cookie(
-        SESSION_COOKIE,
-        text,
-        httponly=True,
-        samesite="strict",
-        path="/",
-        secure=request.url.scheme == "https",
-    )
+    _strict_cookie(resp, request, SESSION_COOKIE, text, path="/")
     resp.delete_cookie(LOGIN_COOKIE, path="/ops")
     return resp
 

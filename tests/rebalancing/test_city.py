@@ -253,6 +253,50 @@ def test_territories_are_solved_in_process_when_asked(monkeypatch) -> None:
     assert plan.totals["bikes_dropped"] > 0
 
 
+def test_neighbouring_territories_exchange_units_across_borders(monkeypatch) -> None:
+    """A first pass short of time, then pairs of territories planned together:
+    a pair's joint plan replaces the two when it is better; the city's plan
+    is verified as a whole and every unit is still in one territory."""
+    import re
+
+    import rebalancing.city as citymod
+
+    monkeypatch.setattr(planmod, "DENSE_MAX_NODES", 50)
+    monkeypatch.setattr(citymod, "FIRST_PASS", 0.2)
+    monkeypatch.setattr(citymod, "MIN_EXCHANGE_S", 0.5)
+    units = synth_units(300, width_km=10, height_km=10, seed=5)
+    params = PlanParams(trucks=4, capacity_bikes=20, shift_s=2 * 3600, time_limit_s=6)
+    plan = plan_routes(units, params, start=START, workers=1)
+    verify(plan.instance, plan.solution)
+    note = next(n for n in plan.notes if "territories" in n)
+    found = re.search(r"; (\d+) pairs of neighbouring territories", note)
+    assert found and int(found.group(1)) >= 1, note
+    assert plan.trucks.height <= params.trucks
+
+
+def test_pairs_of_territories_are_disjoint_and_nearest_first() -> None:
+    from rebalancing.city import _pairs
+    from rebalancing.types import Instance
+
+    def block(node: int) -> Instance:
+        return Instance(
+            name="t",
+            node_ids=("d", str(node)),
+            demand_bikes=np.array([0, 5]),
+            cost=np.zeros((2, 2), np.int64),
+            capacity_bikes=10,
+            vehicles=1,
+            objective="",
+            meta={"nodes": np.array([0, node])},
+        )
+
+    x = np.array([0.0, 0.0, 100.0, 5_000.0, 5_050.0])
+    y = np.zeros(5)
+    subs = [block(1), block(2), block(3), block(4)]
+    assert _pairs(subs, x, y, set()) == [(2, 3), (0, 1)]
+    assert _pairs(subs, x, y, {(0, 1), (2, 3)}) == [(1, 2), (0, 3)]
+
+
 def test_focus_keeps_the_units_nearest_the_depots_holding_enough() -> None:
     from rebalancing.city import focus
 

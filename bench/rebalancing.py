@@ -43,6 +43,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
+from rebalancing import city as territory_planner  # noqa: E402
 from rebalancing.instances import read_instance  # noqa: E402
 from rebalancing.plan import plan_routes  # noqa: E402
 from rebalancing.solve import solve  # noqa: E402
@@ -193,9 +194,12 @@ def at_scale(n: int, depots: int) -> dict[str, object]:
     }
 
 
-def scale_row(n: int, depots: int) -> dict[str, object]:
+def scale_row(n: int, depots: int, first_pass: float) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, __file__, "--one-scale", str(n), "--depots", str(depots)],
+        [
+            *(sys.executable, __file__, "--one-scale", str(n)),
+            *("--depots", str(depots), "--first-pass", str(first_pass)),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -205,7 +209,7 @@ def scale_row(n: int, depots: int) -> dict[str, object]:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
     print(
         f"city scale: {n:,} units, {r['depots']} depot(s), 50 trucks of 30, 8 h, "
-        f"limit {r['limit_s']:g} s: "
+        f"limit {r['limit_s']:g} s, first pass {first_pass:.0%}: "
         f"{r['wall_s']} s wall, peak {r['peak_gb']} GB (largest process so far "
         f"{kids:.2f} GB), verified ({r['method']}); drops off "
         f"{int(r['bikes_dropped']):,} bikes = {r['share_of_bound']:.0%} of the "
@@ -216,7 +220,8 @@ def scale_row(n: int, depots: int) -> dict[str, object]:
         f"the bound, <= 0.75 x the baseline's km per bike, at least its bikes)"
     )
     return {
-        "instance": f"synthetic-city-{n}-units-{depots}-depots-50-trucks",
+        "instance": f"synthetic-city-{n}-units-{depots}-depots-50-trucks"
+        f"-first-pass-{first_pass:g}",
         "family": "scale",
         "n": n,
         "reference": None,
@@ -235,9 +240,18 @@ def main() -> None:
     ap.add_argument("--only", choices=("dellamico", "pdtsp", "large", "city", "scale"))
     ap.add_argument("--scale", type=int, nargs="*", default=[5_000, 25_000])
     ap.add_argument("--depots", type=int, nargs="*", default=[1, 6])
+    ap.add_argument(
+        "--first-pass",
+        type=float,
+        nargs="*",
+        default=[territory_planner.FIRST_PASS],
+        help="share of the time for the territories' first pass (1: no "
+        "exchange across borders); several to compare",
+    )
     ap.add_argument("--one-scale", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one_scale:  # the child process of one city-scale run
+        territory_planner.FIRST_PASS = a.first_pass[0]
         print(json.dumps(at_scale(a.one_scale, a.depots[0])))
         return
     OUT.mkdir(parents=True, exist_ok=True)
@@ -276,7 +290,8 @@ def main() -> None:
     if a.only in (None, "scale"):
         for n in a.scale:
             for d in a.depots:
-                rows.append(scale_row(n, d))
+                for f in a.first_pass:
+                    rows.append(scale_row(n, d, f))
     with (OUT / "rebalancing.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

@@ -218,7 +218,13 @@ def solve_by_territory(
     deadline = t0 + 0.9 * params.time_limit_s
     budget = max(1.0, deadline - time.perf_counter())
     rounds = math.ceil(len(todo) / workers) or 1
-    each = budget * (FIRST_PASS if len(subs) > 1 else 1.0) / rounds
+    # Time across borders only when a round of pairs gets enough of it;
+    # otherwise the first pass has it all.
+    pair_rounds = math.ceil(len(subs) // 2 / workers)
+    share = FIRST_PASS
+    if len(subs) < 2 or budget * (1 - share) / pair_rounds < MIN_EXCHANGE_S:
+        share = 1.0
+    each = budget * share / rounds
     found: dict[int, Solution] = {}
     penalty = inst.penalty_per_bike or 0.0
 

@@ -347,8 +347,23 @@ def test_a_new_plan_supersedes_and_the_report_counts_it_once(tmp_path: Path) -> 
                 "eta": pl.Datetime("us", "UTC"),
             }
         )
+        trucks = pl.DataFrame(
+            schema={
+                c: pl.Float64 if c in ("km", "hours") else pl.Int64
+                for c in (
+                    "truck",
+                    "depot",
+                    "stops",
+                    "picked_up",
+                    "dropped_off",
+                    "km",
+                    "hours",
+                    "ends_loaded",
+                )
+            }
+        )
         sol = SimpleNamespace(method="test")
-        return CityPlan(stops, stops, totals, stops, None, sol, ())  # type: ignore[arg-type]
+        return CityPlan(stops, trucks, totals, stops, None, sol, ())  # type: ignore[arg-type]
 
     day = dt.date(2026, 1, 19)
     with Store.open(tmp_path / "pl.duckdb", create=True) as s:

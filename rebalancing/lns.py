@@ -110,7 +110,7 @@ def _seed(seed: int) -> None:
 
 
 @njit(cache=True)
-def _total(c, rt, ln, nr):  # type: ignore[no-untyped-def]
+def _total(c: np.ndarray, rt: np.ndarray, ln: np.ndarray, nr: int) -> float:
     t = 0.0
     for k in range(nr):
         prev = 0
@@ -123,7 +123,9 @@ def _total(c, rt, ln, nr):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _excess(rt, ln, k, d, q, free):  # type: ignore[no-untyped-def]
+def _excess(
+    rt: np.ndarray, ln: np.ndarray, k: int, d: np.ndarray, q: int, free: bool
+) -> int:
     s = 0
     lo = 0
     hi = 0
@@ -137,7 +139,15 @@ def _excess(rt, ln, k, d, q, free):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _delete(rt, ln, k, lo, count, out, nout):  # type: ignore[no-untyped-def]
+def _delete(
+    rt: np.ndarray,
+    ln: np.ndarray,
+    k: int,
+    lo: int,
+    count: int,
+    out: np.ndarray,
+    nout: int,
+) -> int:
     for p in range(lo, lo + count):
         out[nout] = rt[k, p]
         nout += 1
@@ -148,7 +158,16 @@ def _delete(rt, ln, k, lo, count, out, nout):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _ruin(rt, ln, nr, near, k, removed, route_of, pos_of):  # type: ignore[no-untyped-def]
+def _ruin(
+    rt: np.ndarray,
+    ln: np.ndarray,
+    nr: int,
+    near: np.ndarray,
+    k: int,
+    removed: np.ndarray,
+    route_of: np.ndarray,
+    pos_of: np.ndarray,
+) -> int:
     n = near.shape[0]
     for r in range(nr):
         for p in range(ln[r]):
@@ -192,7 +211,19 @@ def _ruin(rt, ln, nr, near, k, removed, route_of, pos_of):  # type: ignore[no-un
 
 
 @njit(cache=True)
-def _recreate(c, d, q, free, vehicles, rt, ln, nr, removed, nrem, pre):  # type: ignore[no-untyped-def]
+def _recreate(
+    c: np.ndarray,
+    d: np.ndarray,
+    q: int,
+    free: bool,
+    vehicles: int,
+    rt: np.ndarray,
+    ln: np.ndarray,
+    nr: np.ndarray,
+    removed: np.ndarray,
+    nrem: int,
+    pre: np.ndarray,
+) -> bool:
     # Order of insertion: random, largest requests first, far or near first.
     u = np.random.random()
     keys = np.empty(nrem)
@@ -271,7 +302,14 @@ def _recreate(c, d, q, free, vehicles, rt, ln, nr, removed, nrem, pre):  # type:
 
 
 @njit(cache=True)
-def _copy(src, src_ln, src_nr, dst, dst_ln, dst_nr):  # type: ignore[no-untyped-def]
+def _copy(
+    src: np.ndarray,
+    src_ln: np.ndarray,
+    src_nr: np.ndarray,
+    dst: np.ndarray,
+    dst_ln: np.ndarray,
+    dst_nr: np.ndarray,
+) -> None:
     dst_nr[0] = src_nr[0]
     for k in range(src_nr[0]):
         dst_ln[k] = src_ln[k]
@@ -280,10 +318,24 @@ def _copy(src, src_ln, src_nr, dst, dst_ln, dst_nr):  # type: ignore[no-untyped-
 
 
 @njit(cache=True)
-def _moves(  # type: ignore[no-untyped-def]
-    c, d, q, free, vehicles, near, cur, lens, nr, best, best_lens, best_nr,
-    costs, iters, temp, max_remove,
-):  # fmt: skip
+def _moves(
+    c: np.ndarray,
+    d: np.ndarray,
+    q: int,
+    free: bool,
+    vehicles: int,
+    near: np.ndarray,
+    cur: np.ndarray,
+    lens: np.ndarray,
+    nr: np.ndarray,
+    best: np.ndarray,
+    best_lens: np.ndarray,
+    best_nr: np.ndarray,
+    costs: np.ndarray,
+    iters: int,
+    temp: float,
+    max_remove: int,
+) -> None:
     n = d.shape[0]
     work = np.empty_like(cur)
     wlen = np.empty_like(lens)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 from html import escape
 from pathlib import Path
 from typing import Annotated
@@ -289,7 +290,7 @@ _BODIES = {
 }
 
 
-def _console_page(page: str):  # type: ignore[no-untyped-def]
+def _console_page(page: str) -> Callable[[Request], Awaitable[Response]]:
     async def show(request: Request) -> Response:
         key = _signed_in(request)
         if key is None:

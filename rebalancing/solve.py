@@ -2,7 +2,9 @@
 
 ``solve`` picks: CP-SAT (an exact circuit model, warm-started from routing)
 for instances that must serve every node and have at most ``exact_max_nodes``
-nodes; OR-Tools routing with the chosen metaheuristic otherwise. The returned
+nodes; for larger must-serve instances, routing then ruin-and-recreate
+(``rebalancing.lns``, one seed per core); OR-Tools routing with the chosen
+metaheuristic otherwise (city plans: skipping allowed, a shift). The returned
 solution has always passed ``rebalancing.verify.verify``.
 
 Objective: the sum of arc costs (metres in city plans; the file's own costs in
@@ -57,7 +59,7 @@ def solve(
     exact = must_serve and inst.n <= exact_max_nodes
     # Larger must-serve instances (the published SBRP and 1-PDTSP sets): the
     # routing search gives a good start, ruin-and-recreate takes it further.
-    share = 0.3 if exact else 0.3 if must_serve else 1.0
+    share = 0.3 if must_serve else 1.0
     best = solve_routing(
         inst,
         time_limit_s=time_limit_s * share,

@@ -372,7 +372,7 @@ def _merge(
     routes: list[Route] = []
     served: set[int] = set()
     for t in sorted(found):
-        back: Ints = subs[t].meta["nodes"]  # type: ignore[assignment]
+        back = _nodes(subs[t])
         for r in found[t].routes:
             stops = tuple(
                 Stop(int(back[s.node]), s.bikes, s.load_after, s.arrival_s)

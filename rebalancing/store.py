@@ -282,7 +282,7 @@ def recent_plans(con: Db, *, city: str | None, limit: int) -> pl.DataFrame:
     )
 
 
-def plan_row(con: Db, plan_id: int) -> dict[str, object]:
-    """A saved plan's row of ``plans``."""
+def plan_row(con: Db, plan_id: int) -> dict[str, object] | None:
+    """A saved plan's row of ``plans``, or None when no plan has that id."""
     rows = con.frame("SELECT * FROM plans WHERE plan_id = ?", [plan_id])
-    return rows.row(0, named=True)
+    return rows.row(0, named=True) if rows.height else None

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from html import escape
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -51,7 +51,8 @@ def _headers(tile_url: str | None) -> dict[str, str]:
     img = "'self' data:"
     if tile_url:
         # Only the tile server the operator chose, nothing else.
-        img += " " + tile_url.split("/{", 1)[0].rsplit("/", 1)[0]
+        u = urlsplit(tile_url)
+        img += f" {u.scheme}://{u.netloc}"
     return {
         "Content-Security-Policy": (
             "default-src 'self'; script-src 'self'; style-src 'self'; "

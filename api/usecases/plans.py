@@ -441,6 +441,7 @@ def plan_job(store: Store, job_id: str) -> tuple[dict[str, Any], str | None] | N
     if job["status"] == "done" and job.get("plan_id") is not None:
         pid = int(str(job["plan_id"]))
         row = plan_row(store.con, pid)
+        assert row is not None  # a done job's plan is saved with it
         out["totals"] = _totals(row)
         out["notes"] = list(row["notes"] or [])  # type: ignore[call-overload]
         out["stops"] = plan_stops(store.con, pid).to_dicts()
@@ -497,12 +498,11 @@ def list_plans(
 def saved_plan(store: Store, plan_id: int) -> dict[str, Any] | None:
     """A saved plan with its stops, its trucks' figures and notes; None when
     no plan has that id."""
-    rows = store.con.frame("SELECT * FROM plans WHERE plan_id = ?", [plan_id])
-    if rows.height == 0:
+    row = plan_row(store.con, plan_id)
+    if row is None:
         return None
-    row = rows.row(0, named=True)
     out = _summary(row)
-    out["notes"] = list(row["notes"] or [])
+    out["notes"] = list(row["notes"] or [])  # type: ignore[call-overload]
     out["stops"] = plan_stops(store.con, plan_id).to_dicts()
     out["truck_rows"] = plan_trucks(store.con, plan_id).to_dicts()
     return out

@@ -76,12 +76,12 @@ class ZoneState:
     active: ActiveIndex
     info: dict[str, Any]
     _gbfs: list[bytes] = field(default_factory=list)
-    _gbfs_lock: threading.Lock = field(default_factory=threading.Lock)
+    _render_lock: threading.Lock = field(default_factory=threading.Lock)
     _map: list[bytes] = field(default_factory=list)
 
     def gbfs(self) -> bytes:
         """The set as a GBFS v3.0 ``geofencing_zones.json`` document."""
-        with self._gbfs_lock:
+        with self._render_lock:
             if not self._gbfs:
                 doc = to_gbfs_v3(
                     self.active.zone_set,
@@ -93,7 +93,7 @@ class ZoneState:
 
     def drawing(self) -> bytes:
         """The set for the console's map (``zone_map``), rendered once."""
-        with self._gbfs_lock:
+        with self._render_lock:
             if not self._map:
                 self._map.append(zone_map(self.active.zone_set))
             return self._map[0]

@@ -401,6 +401,16 @@ def test_session_cookie_and_csrf(console) -> None:
         assert c.get("/v1/plans").status_code == 401
 
 
+def test_a_base_map_admits_its_tile_server_and_nothing_else() -> None:
+    from api.pages.routes import _headers
+
+    csp = _headers("https://tiles.example.org/{z}/{x}/{y}.png")[
+        "Content-Security-Policy"
+    ]
+    assert "img-src 'self' data: https://tiles.example.org;" in csp
+    assert "img-src 'self' data:;" in _headers(None)["Content-Security-Policy"]
+
+
 def test_assets_are_vendored_with_their_licence() -> None:
     static = ROOT / "api" / "pages" / "static"
     pinned = (ROOT / "api" / "pages" / "package.json").read_text()

@@ -269,6 +269,7 @@
     const map = makeMap("map");
     let stops = [];
     let cells = [];
+    let cellsCity = null;
     let res = 9;
     const overlay = new CanvasOverlay((ctx, xy, m) => {
       const side = cellSide(m, res);
@@ -394,7 +395,8 @@
             el("a", { href: "/ops/plan/" + plan.plan_id + "/truck/" + r.truck }, "print"), " · ",
             el("a", { href: "/ops/plan/" + plan.plan_id + "/truck/" + r.truck + ".pdf" }, "PDF")) },
       ], Array.from(byTruck.values()), { sort: "truck", desc: false });
-      if (has("fleet:read") && !cells.length) {
+      if (has("fleet:read") && cellsCity !== plan.city) {
+        cellsCity = plan.city; // a plan of another city shades that city's cells
         try {
           const f = await api("/v1/fleet/cells?city=" + encodeURIComponent(plan.city));
           cells = f.cells;

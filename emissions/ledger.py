@@ -154,31 +154,28 @@ def _payload_sql() -> str:
 PAYLOAD_SQL = _payload_sql()
 
 
+def _payload_expr() -> pl.Expr:
+    """``PAYLOAD_SQL`` in polars, byte for byte (the columns are integers,
+    strings, a boolean and timestamps, which both print the same way: a
+    boolean as ``true``/``false``, a timestamp as epoch microseconds). Writing
+    uses this (one polars pass, no DuckDB query per group of rides); verifying
+    uses ``PAYLOAD_SQL``, so a difference would show as a broken chain, and
+    ``tests/emissions/test_ledger.py`` compares the two on every kind of value."""
+    parts = []
+    for name in LEDGER_COLUMNS[:-2]:
+        col = pl.col(name)
+        if name in ("ride_started_at", "created_at"):
+            col = col.dt.epoch("us")
+        parts.append(col.cast(pl.String).fill_null(""))
+    return pl.concat_str(parts, separator="|")
+
+
+_PAYLOAD = _payload_expr()
+
+
 def _payloads(chunk: pl.DataFrame) -> list[str]:
-    """Each entry's canonical string, computed by an in-memory DuckDB whatever
-    the store: writing and verifying hash the same bytes on either backend."""
-    mem = _memory().cursor()  # a new in-memory database costs ~40 ms; a cursor, nothing
-    try:
-        mem.register("_ledger_rows", chunk.to_arrow())
-        rows = mem.execute(
-            f"SELECT {PAYLOAD_SQL} FROM _ledger_rows ORDER BY entry_id"
-        ).fetchall()
-    finally:
-        mem.close()
-    return [r[0] for r in rows]
-
-
-_mem: duckdb.DuckDBPyConnection | None = None
-_mem_guard = threading.Lock()
-
-
-def _memory() -> duckdb.DuckDBPyConnection:
-    """This process's in-memory DuckDB (for computing, never for storing)."""
-    global _mem
-    with _mem_guard:
-        if _mem is None:
-            _mem = duckdb.connect()
-        return _mem
+    """Each entry's canonical string, in ``entry_id`` order."""
+    return chunk.sort("entry_id").select(_PAYLOAD).to_series().to_list()
 
 
 def _chain(prev: str, payloads: list[str]) -> list[str]:

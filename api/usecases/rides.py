@@ -29,7 +29,7 @@ from emissions.types import Settings
 from fleet.cells import DEFAULT_RES
 from fleet.io import SourceBatch
 from fleet.pipeline import process_batch
-from fleet.schema import TRIP_COLUMNS
+from fleet.schema import TRIP_COLUMNS, TRIP_SCHEMA, UTC
 from fleet.store import append_rides, known_trip_ids
 from fleet.types import City, Processed, ValidationLimits
 
@@ -69,20 +69,40 @@ class RideResult:
         return self.status in ("credited", "excluded") and not self.replayed
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
+
+
+def _column(name: str, values: list[Any]) -> pl.Series:
+    """One canonical column of the rides: typed when every value already has
+    the type (as our own Parquet files arrive: the reader then checks only
+    emptiness, what the text would have been trimmed to), else as the text a
+    canonical CSV would hold, parsed as a file's is."""
+    dtype = TRIP_SCHEMA[name]
+    given = [v for v in values if v is not None]
+    if dtype == UTC and all(
+        isinstance(v, dt.datetime) and v.tzinfo is not None for v in given
+    ):
+        us = [None if v is None else (v - _EPOCH) // _US for v in values]
+        return pl.Series(name, us, pl.Int64).cast(UTC)
+    if dtype == pl.Float64() and all(
+        isinstance(v, float | int) and not isinstance(v, bool) for v in given
+    ):
+        return pl.Series(name, values, pl.Float64)
+    if dtype == pl.String() and name != "vehicle_type":
+        if all(isinstance(v, str) for v in given):
+            return pl.Series(name, [v and v.strip() for v in values], pl.String)
+    text = [
+        None if v is None else v.isoformat() if isinstance(v, dt.datetime) else str(v)
+        for v in values
+    ]
+    return pl.Series(name, text, pl.String)
+
+
 def _raw_frame(rides: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
-    """The rides as the text a canonical CSV would hold (what a file gives the
-    readers), so they are parsed and validated exactly as a file is."""
-    cols: dict[str, list[str | None]] = {c: [] for c in TRIP_COLUMNS}
-    for r in rides:
-        for c in TRIP_COLUMNS:
-            v = r.get(c)
-            if v is None:
-                cols[c].append(None)
-            elif isinstance(v, dt.datetime):
-                cols[c].append(v.isoformat())
-            else:
-                cols[c].append(str(v))
-    raw = pl.DataFrame(cols, schema={c: pl.String for c in TRIP_COLUMNS})
+    """The rides as a source frame of the canonical format, with ``_line``, so
+    they are mapped and validated exactly as a trip file is."""
+    raw = pl.DataFrame([_column(c, [r.get(c) for r in rides]) for c in TRIP_COLUMNS])
     return raw.with_columns(
         pl.int_range(1, raw.height + 1, dtype=pl.Int64).alias("_line")
     )

@@ -256,3 +256,47 @@ def test_crediting_in_batches_decides_as_one_run(tmp_path: Path) -> None:
         assert caps > 0  # the cap is what this test is about
         con.close()
     assert got[0] == got[1]
+
+
+def test_written_payload_is_the_verifiers_byte_for_byte() -> None:
+    """Writing hashes a polars rendering of the entry; verifying hashes DuckDB's
+    ``PAYLOAD_SQL``: the two agree on every kind of value (nulls, negatives,
+    both booleans, timestamps before 1970 and with microseconds, text with the
+    separator in it)."""
+    import duckdb
+
+    from emissions.ledger import _LEDGER_SCHEMA, PAYLOAD_SQL, _payloads
+
+    rng = random.Random(7)
+    ts = [
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 1, 8, 0, 0, 123_456, tzinfo=dt.UTC),
+        None,
+    ]
+    rows = []
+    for i in range(60):
+        row: dict[str, object] = {}
+        for name, dtype in _LEDGER_SCHEMA.items():
+            if name == "entry_id":
+                row[name] = 60 - i
+            elif dtype == pl.Int64:
+                row[name] = rng.choice(
+                    [0, -1, 2**62, -(2**40), None, rng.randint(-9, 9)]
+                )
+            elif dtype == pl.Boolean:
+                row[name] = rng.choice([True, False, None])
+            elif dtype == pl.String:
+                row[name] = rng.choice(["", "a|b", "ü 中", None, f"r{i}"])
+            else:
+                row[name] = rng.choice(ts)
+        rows.append(row)
+    chunk = pl.DataFrame(rows, schema=_LEDGER_SCHEMA)
+    mem = duckdb.connect()
+    mem.register("entries", chunk.to_arrow())
+    want = [
+        r[0]
+        for r in mem.execute(
+            f"SELECT {PAYLOAD_SQL} FROM entries ORDER BY entry_id"
+        ).fetchall()
+    ]
+    assert _payloads(chunk) == want

@@ -89,9 +89,12 @@ def _column(name: str, values: list[Any]) -> pl.Series:
         isinstance(v, float | int) and not isinstance(v, bool) for v in given
     ):
         return pl.Series(name, values, pl.Float64)
-    if dtype == pl.String() and name != "vehicle_type":
-        if all(isinstance(v, str) for v in given):
-            return pl.Series(name, [v and v.strip() for v in values], pl.String)
+    if (
+        dtype == pl.String()
+        and name != "vehicle_type"
+        and all(isinstance(v, str) for v in given)
+    ):
+        return pl.Series(name, [v and v.strip() for v in values], pl.String)
     text = [
         None if v is None else v.isoformat() if isinstance(v, dt.datetime) else str(v)
         for v in values

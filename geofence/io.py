@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from geofence.collector import collector_paused
 from geofence.errors import InvalidZoneError
 from geofence.types import ZoneSet
 from geofence.zones import parse_zones, to_gbfs_v3
@@ -20,11 +21,12 @@ __all__ = ["parse_zone_bytes", "read_zone_file", "write_gbfs_v3"]
 
 def parse_zone_bytes(raw: bytes, *, source: str = "document") -> tuple[ZoneSet, str]:
     """Parse a zone document's bytes; return the set and the bytes' sha256."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise InvalidZoneError(f"{source}: not valid JSON ({e})") from None
-    return parse_zones(doc), hashlib.sha256(raw).hexdigest()
+    with collector_paused():
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise InvalidZoneError(f"{source}: not valid JSON ({e})") from None
+        return parse_zones(doc), hashlib.sha256(raw).hexdigest()
 
 
 def read_zone_file(path: Path) -> tuple[ZoneSet, str]:

@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 import shapely
 
+from geofence.collector import collector_paused
 from geofence.errors import NoZonesError
 from geofence.types import Rule, Zone, ZoneSet
 
@@ -197,6 +198,7 @@ def _set_row(zs: ZoneSet, *, source: str, sha256: str) -> dict[str, Any]:
     }
 
 
+@collector_paused()
 def save_zone_set(
     con: ZoneDb,
     zs: ZoneSet,
@@ -295,6 +297,7 @@ _ZONE_COLUMNS = (
 )
 
 
+@collector_paused()
 def stage_zone_document(raw: bytes, path: str, source: str) -> str:
     """Parse a zone document and write its rows to ``path`` (Arrow IPC) and
     its set fields to ``path.json``, for ``copy_zone_set``.
@@ -358,6 +361,7 @@ def zone_set_info(con: ZoneDb, version: int) -> dict[str, Any]:
     return dict(zip(keys, rows[0], strict=True))
 
 
+@collector_paused()
 def load_zone_set(con: ZoneDb, version: int | None = None) -> ZoneSet:
     """Read a zone set back (the active one by default), geometries from WKB."""
     ensure_tables(con)

@@ -327,11 +327,11 @@ def copy_zone_set(con: ZoneDb, staged: str) -> int:
 def load_index_image(con: ZoneDb, version: int, cell_m: float) -> bytes | None:
     """The stored image of version ``version``'s index, if one was kept."""
     ensure_tables(con)
-    rows = con.execute(
+    rows = con.frame(  # a frame: PostgreSQL sends it binary (text: hex, 2x)
         "SELECT image FROM zone_indexes WHERE version = ? AND cell_m = ?",
         [version, cell_m],
     )
-    return bytes(rows[0][0]) if rows else None
+    return bytes(rows["image"][0]) if rows.height else None
 
 
 def active_version(con: ZoneDb) -> int | None:

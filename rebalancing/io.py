@@ -8,12 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import h3
-import matplotlib
 import polars as pl
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.collections import PolyCollection
 
 from rebalancing.errors import InfeasibleInputError
 from rebalancing.plan import CityPlan
@@ -177,17 +172,25 @@ TRUCK_COLOURS = (
     "#5aae61",
     "#9970ab",
 )
-_SURPLUS = matplotlib.colormaps["Reds"]
-_DEFICIT = matplotlib.colormaps["Blues"]
 
 
 def _png(plan: CityPlan, path: Path, title: str) -> None:
+    # matplotlib is imported here, where it draws: the service's web workers
+    # import this module (plan GeoJSON) but never draw, and it costs each of
+    # them half a second of start.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    surplus, deficit = matplotlib.colormaps["Reds"], matplotlib.colormaps["Blues"]
     u = plan.units.filter(pl.col("surplus") != pl.col("deficit"))
     imb = (u["surplus"] - u["deficit"]).to_list()
     top = max((abs(v) for v in imb), default=1) or 1
     # The shade says how big the imbalance is (reds: surplus, blues: deficit).
     colors = [
-        _SURPLUS(0.25 + 0.75 * v / top) if v > 0 else _DEFICIT(0.25 + 0.75 * -v / top)
+        surplus(0.25 + 0.75 * v / top) if v > 0 else deficit(0.25 + 0.75 * -v / top)
         for v in imb
     ]
     fig, ax = plt.subplots(figsize=(9, 9), dpi=110)

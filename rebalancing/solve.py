@@ -21,8 +21,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-from ortools.constraint_solver import pywrapcp, routing_enums_pb2
-from ortools.sat.python import cp_model
 
 from rebalancing.errors import NoSolutionError
 from rebalancing.instances import lower_bound_vehicles
@@ -32,13 +30,9 @@ from rebalancing.verify import verify
 
 __all__ = ["solve", "solve_cpsat", "solve_routing"]
 
-_LS = routing_enums_pb2.LocalSearchMetaheuristic
-_META = {
-    "guided_local_search": _LS.GUIDED_LOCAL_SEARCH,
-    "simulated_annealing": _LS.SIMULATED_ANNEALING,
-    "tabu_search": _LS.TABU_SEARCH,
-    "greedy_descent": _LS.GREEDY_DESCENT,
-}
+# OR-Tools is imported where it solves (below): the service's web workers
+# import this module (plan jobs' types, the job table) but never solve, and
+# OR-Tools with the pandas it loads costs each of them about a second of start.
 
 
 def solve(
@@ -154,6 +148,8 @@ def solve_routing(
     on_progress: Progress | None = None,
 ) -> Solution | None:
     """OR-Tools routing: load dimension in [0, Q], optional shift and skipping."""
+    from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+
     t0 = time.perf_counter()
     n, v = inst.n, _vehicles(inst)
     manager = pywrapcp.RoutingIndexManager(n, v, 0)
@@ -192,7 +188,9 @@ def solve_routing(
     params.first_solution_strategy = (
         fs.PARALLEL_CHEAPEST_INSERTION if n <= 400 else fs.PATH_CHEAPEST_ARC
     )
-    params.local_search_metaheuristic = _META[strategy]
+    params.local_search_metaheuristic = getattr(
+        routing_enums_pb2.LocalSearchMetaheuristic, strategy.upper()
+    )
     params.time_limit.FromMilliseconds(max(100, int(time_limit_s * 1000)))
     initial = _greedy_routes(inst, v) if inst.penalty_per_bike is None else None
     if initial is not None:
@@ -317,6 +315,8 @@ def solve_cpsat(
     between stations forces u_j = u_i + d_j. One vehicle: AddCircuit; several:
     AddMultipleCircuit (the depot is left as often as needed).
     """
+    from ortools.sat.python import cp_model
+
     t0 = time.perf_counter()
     n, q = inst.n, inst.capacity_bikes
     d = inst.demand_bikes.astype(int).tolist()

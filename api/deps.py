@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CSRF_HEADER",
     "SESSION_COOKIE",
+    "admits",
     "csrf_token",
     "presented_key",
     "require",
@@ -49,6 +50,29 @@ def zones_or_503(svc: Service) -> ZoneState:
     if z is None:
         raise HTTPException(503, "no zone set loaded yet: PUT /v1/zones first")
     return z
+
+
+def admits(svc: Service, headers: list[tuple[bytes, bytes]], scope: str) -> bool:
+    """True when raw ASGI ``headers`` present a key (``Authorization: Bearer``
+    or ``X-API-Key``; not a console session) that holds ``scope``: the test of
+    the fast paths, which leave everything else to the routes' own checks."""
+    auth = api_key = None
+    for name, value in headers:
+        if name == b"authorization":
+            auth = value
+        elif name == b"x-api-key":
+            api_key = value
+    if auth is not None and auth[:7].lower() == b"bearer ":
+        text = auth[7:].strip()
+    elif api_key is not None:
+        text = api_key
+    else:
+        return False
+    try:
+        key = svc.keys.authenticate(text.decode())
+    except UnicodeDecodeError:
+        return False
+    return key is not None and scope in key.scopes
 
 
 def csrf_token(key_text: str) -> str:

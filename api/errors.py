@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fleet.errors import BikeFleetError
 from geofence.errors import GeofenceError, NoZonesError
 
-__all__ = ["JSONOut", "install_error_handlers"]
+__all__ = ["JSONOut", "error_response", "install_error_handlers"]
 
 log = logging.getLogger("bikefleet.api")
 
@@ -66,16 +66,23 @@ def install_error_handlers(app: FastAPI) -> None:
             items.append({"field": loc, "reason": reason})
         return JSONOut({"error": "invalid_input", "detail": items}, 422)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def handler(_: Request, exc: Exception) -> Response:
+        return error_response(exc)
+
+    for kind in (StarletteHTTPException, BikeFleetError, GeofenceError, Exception):
+        app.add_exception_handler(kind, handler)
+
+
+def error_response(exc: Exception) -> Response:
+    """The answer to a request that raised ``exc`` (the app's handlers, and
+    the fast paths that answer without the app: one shape either way)."""
+    if isinstance(exc, StarletteHTTPException):
         return JSONOut(
             {"error": _NAMES.get(exc.status_code, "error"), "detail": exc.detail},
             exc.status_code,
             headers=getattr(exc, "headers", None),
         )
-
-    @app.exception_handler(BikeFleetError)
-    async def ours(_: Request, exc: BikeFleetError) -> Response:
+    if isinstance(exc, BikeFleetError):
         status = exc.http_status
         if status >= 500:
             log.error("%s: %s", type(exc).__name__, exc)
@@ -86,16 +93,11 @@ def install_error_handlers(app: FastAPI) -> None:
             status,
             headers=headers,
         )
-
-    @app.exception_handler(GeofenceError)
-    async def zones_error(_: Request, exc: GeofenceError) -> Response:
+    if isinstance(exc, GeofenceError):
         status = 404 if isinstance(exc, NoZonesError) else 422
         return JSONOut({"error": type(exc).__name__, "detail": _one_line(exc)}, status)
-
-    @app.exception_handler(Exception)
-    async def crash(_: Request, exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return JSONOut(
-            {"error": "internal", "detail": "internal error (logged by the server)"},
-            500,
-        )
+    log.error("unhandled error", exc_info=exc)
+    return JSONOut(
+        {"error": "internal", "detail": "internal error (logged by the server)"},
+        500,
+    )

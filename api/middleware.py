@@ -15,7 +15,14 @@ import orjson
 from fastapi import HTTPException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["BODY_LIMITS", "DEFAULT_BODY_LIMIT", "Guard", "Metrics"]
+__all__ = [
+    "BODY_LIMITS",
+    "DEFAULT_BODY_LIMIT",
+    "Guard",
+    "Metrics",
+    "read_body",
+    "replay",
+]
 
 #: Body limits in bytes, by path prefix (first match); the rest get DEFAULT.
 BODY_LIMITS = (
@@ -216,3 +223,29 @@ def _known_path(scope: dict[str, Any]) -> str | None:
         if getattr(r, "path", None) == path:
             return str(path)
     return None
+
+
+async def read_body(receive: Any) -> bytes | None:
+    """A request's whole body from ASGI ``receive`` (None: the client left)."""
+    body, more = b"", True
+    while more:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return None
+        body += msg.get("body", b"")
+        more = msg.get("more_body", False)
+    return body
+
+
+def replay(body: bytes) -> Any:
+    """An ASGI ``receive`` that gives ``body`` again (read by a fast path)."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:  # the body was whole: nothing more will come
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive

@@ -122,6 +122,7 @@ def create_app(
     app.state.svc = svc
     app.state.tile_url = tile_url or os.environ.get("BIKEFLEET_TILE_URL") or None
     app.add_middleware(parking.FastCheck, svc=svc)  # innermost: after the guard
+    app.add_middleware(rides.FastRide, svc=svc)
     if replica_of is not None:
         app.add_middleware(Forward, primary=replica_of)
     app.add_middleware(

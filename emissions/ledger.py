@@ -50,6 +50,7 @@ __all__ = [
     "LEDGER_SCHEMA_SQL",
     "CreditSummary",
     "LedgerCheck",
+    "credit_and_decide",
     "credit_store",
     "credit_trips",
     "redeem",
@@ -309,8 +310,17 @@ def credit_trips(con: Db, trips: pl.DataFrame, settings: Settings) -> CreditSumm
 
     Rides already credited or excluded are skipped (idempotent on trip id).
     """
+    return credit_and_decide(con, trips, settings)[0]
 
-    def work() -> CreditSummary:
+
+def credit_and_decide(
+    con: Db, trips: pl.DataFrame, settings: Settings
+) -> tuple[CreditSummary, dict[str, dict[str, Any]]]:
+    """``credit_trips``, and the decisions it made, as ``trip_decisions``
+    gives them (rides decided before are not in it): the service answers
+    each ride from what was written instead of reading it back."""
+
+    def work() -> tuple[CreditSummary, dict[str, dict[str, Any]]]:
         todo = _undecided(con, trips)
         decided = assess(todo, settings, _prior_counts(con, todo, settings.timezones))
         ok = decided.filter(pl.col("reason").is_null())
@@ -328,7 +338,11 @@ def credit_trips(con: Db, trips: pl.DataFrame, settings: Settings) -> CreditSumm
             pl.lit(settings.rules.version).alias("rule_version"),
             pl.lit(None, pl.String).alias("note"),
         )
-        _append(con, entries)
+        written = _append(con, entries)
+        made: dict[str, dict[str, Any]] = {
+            e["trip_id"]: {"status": "credited", "entry": e, "reversal": None}
+            for e in written.to_dicts()
+        }
         excluded = decided.filter(pl.col("reason").is_not_null())
         if excluded.height:
             rows = excluded.select(
@@ -343,16 +357,19 @@ def credit_trips(con: Db, trips: pl.DataFrame, settings: Settings) -> CreditSumm
                 pl.lit(dt.datetime.now(dt.UTC)).alias("created_at"),
             )
             con.insert("credit_exclusions", rows)
+            for x in rows.to_dicts():
+                made[x["trip_id"]] = {"status": "excluded", "exclusion": x}
         by_reason = excluded.group_by("reason").len().sort("reason")
-        return CreditSummary(
+        summary = CreditSummary(
             considered=decided.height,
             credited=ok.height,
             excluded=dict(by_reason.iter_rows()),
             co2_mg=int(ok["co2_mg"].sum()),
             points=int(ok["points"].sum()),
         )
+        return summary, made
 
-    result: CreditSummary = _write(con, work)
+    result: tuple[CreditSummary, dict[str, dict[str, Any]]] = _write(con, work)
     return result
 
 

@@ -16,9 +16,10 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import require, service, zones_or_503
+from api.deps import admits, require, service, zones_or_503
 from api.errors import JSONOut
 from api.limits import CheckLimits
+from api.middleware import read_body, replay
 from api.models import (
     MAX_BATCH,
     BatchPoint,
@@ -191,20 +192,16 @@ class FastCheck:
             scope["type"] != "http"
             or scope["path"] != CHECK_PATH
             or scope["method"] != "POST"
-            or not self._admitted(scope["headers"])
+            or not admits(self.svc, scope["headers"], "parking:check")
         ):
             await self.app(scope, receive, send)
             return
-        body, more = b"", True
-        while more:
-            msg = await receive()
-            if msg["type"] != "http.request":  # the client went away
-                return
-            body += msg.get("body", b"")
-            more = msg.get("more_body", False)
+        body = await read_body(receive)
+        if body is None:  # the client went away
+            return
         answer = self._answer(body)
         if answer is None:
-            await self.app(scope, _replay(body), send)
+            await self.app(scope, replay(body), send)
             return
         scope["route"] = _CHECK_ROUTE  # what the metrics label requests by
         await send(
@@ -218,25 +215,6 @@ class FastCheck:
             }
         )
         await send({"type": "http.response.body", "body": answer})
-
-    def _admitted(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        auth = api_key = None
-        for name, value in headers:
-            if name == b"authorization":
-                auth = value
-            elif name == b"x-api-key":
-                api_key = value
-        if auth is not None and auth[:7].lower() == b"bearer ":
-            text = auth[7:].strip()
-        elif api_key is not None:
-            text = api_key
-        else:
-            return False
-        try:
-            key = self.svc.keys.authenticate(text.decode())
-        except UnicodeDecodeError:
-            return False
-        return key is not None and "parking:check" in key.scopes
 
     def _answer(self, body: bytes) -> bytes | None:
         """The response body, or None for the route to answer."""
@@ -275,20 +253,6 @@ class FastCheck:
 
 _QUERY_KEYS = frozenset(ParkingQuery.model_fields)
 _CHECK_ROUTE = SimpleNamespace(path=CHECK_PATH)
-
-
-def _replay(body: bytes) -> Any:
-    """An ASGI ``receive`` that gives ``body`` again (read by ``FastCheck``)."""
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:  # the body was whole: nothing more will come
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 @router.post(

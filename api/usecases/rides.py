@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from api.usecases.store import Store
-from emissions.ledger import credit_trips, trip_decisions
+from emissions.ledger import credit_and_decide, trip_decisions
 from emissions.types import Settings
 from fleet.cells import DEFAULT_RES
 from fleet.io import SourceBatch
@@ -181,7 +181,8 @@ def ingest_rides(
     # One transaction, one writer of rides at a time in every process of the
     # store: a ride is stored and credited together, or not at all.
     with store.con.writer("rides"):
-        stored = {r["trip_id"]: r for r in known_trip_ids(store.con, ids).to_dicts()}
+        known = known_trip_ids(store.con, ids)
+        stored = {r["trip_id"]: r for r in known.to_dicts()}
         results: dict[int, RideResult] = {}
         fresh: list[int] = []
         first_of: dict[str, int] = {}
@@ -212,11 +213,14 @@ def ingest_rides(
         # they were sent): credit_trips skips whatever is decided already.
         frames = [done.trips.select(TRIP_COLUMNS)] if done.trips.height else []
         if stored:
-            frames.append(known_trip_ids(store.con, list(stored)))
+            frames.append(known)
+        made: dict[str, dict[str, Any]] = {}
         if frames:
-            credit_trips(store.con, pl.concat(frames, how="vertical_relaxed"), settings)
-        open_ids = [ids[i] for i in range(len(rides)) if i not in results]
-        decided = trip_decisions(store.con, open_ids)
+            rows = pl.concat(frames, how="vertical_relaxed")
+            made = credit_and_decide(store.con, rows, settings)[1]
+        # Decided now: answered from what was written; before: read back.
+        earlier = {ids[i] for i in range(len(rides)) if i not in results} - set(made)
+        decided = made | trip_decisions(store.con, sorted(earlier))
         for i, tid in enumerate(ids):
             if i in results:
                 continue

@@ -374,6 +374,73 @@ def test_rides_credit_idempotently_and_reverse(api) -> None:
     assert api.post("/v1/rides/never/reversal", headers=h).status_code == 404
 
 
+def test_the_quick_ride_answers_as_the_route(api) -> None:
+    """A JSON ride from a key with ``rides:write`` is stored by ``FastRide``;
+    the same ride declared ``application/vnd.bikefleet+json`` (which only the
+    route reads as JSON) goes through FastAPI: every kind of outcome (credited,
+    replayed, excluded, rejected into the quarantine, conflict) gets the same
+    status and body either way, and both are counted under the route."""
+    import orjson
+
+    def requests(status: int) -> float:
+        for line in api.get("/metrics").text.splitlines():
+            if line.startswith("bikefleet_http_requests_total{") and (
+                'route="/v1/rides"' in line and f'status="{status}"' in line
+            ):
+                return float(line.split()[-1])
+        return 0.0
+
+    def send(body: dict, slow: bool):  # type: ignore[no-untyped-def]
+        kind = "application/vnd.bikefleet+json" if slow else "application/json"
+        return api.post(
+            "/v1/rides",
+            content=orjson.dumps(body),
+            headers=H(api, "rides:write") | {"content-type": kind},
+        )
+
+    def same(a: dict, b: dict) -> dict:  # the answers but for ids of their own
+        drop = ("trip_id", "entry_id")
+        assert {k: v for k, v in a.items() if k not in drop} == {
+            k: v for k, v in b.items() if k not in drop
+        }
+        assert a.keys() == b.keys()
+        return a
+
+    cases = [
+        ({}, 201, "credited"),
+        ({"vehicle_type": "ebike", "distance_m": 6_000}, 201, "excluded"),
+        ({"ended_at": "2026-03-02T00:59:00Z"}, 422, None),  # quarantined
+    ]
+    before = {s: requests(s) for s in (200, 201, 409, 422)}
+    for n, (over, status, outcome) in enumerate(cases):
+        quick = send(ride(f"quick-{n}") | over, slow=False)
+        slow = send(ride(f"slow-{n}") | over, slow=True)
+        assert quick.status_code == slow.status_code == status, quick.text
+        body = same(quick.json(), slow.json())
+        assert outcome is None or body["status"] == outcome
+        if status == 422:
+            assert body["error"] == "invalid_input" and "quarantine" in str(body)
+    # A replay of each path's first ride, each way, and a conflicting one.
+    for sender, other in ((False, True), (True, False)):
+        trip = "quick-0" if not sender else "slow-0"
+        again = send(ride(trip), slow=other)
+        assert again.status_code == 200 and again.json()["replayed"] is True
+        clash = send(ride(trip, bike_id="B2"), slow=other)
+        assert clash.status_code == 409 and clash.json()["error"] == "conflict"
+    after = {s: requests(s) for s in (200, 201, 409, 422)}
+    assert after[201] - before[201] == 4  # two credited, two excluded
+    assert after[422] - before[422] == 2
+    assert after[200] - before[200] == 2 and after[409] - before[409] == 2
+    # What the quick path leaves to the route is answered as before.
+    h = H(api, "parking:check") | {"content-type": "application/json"}
+    assert api.post("/v1/rides", content=b"{}", headers=h).status_code == 403
+    assert api.post("/v1/rides", json=ride("nokey")).status_code == 401
+    bad = send(ride("badshape", start_lat="north"), slow=False)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == (
+        "body.start_lat"
+    )
+
+
 @pytest.mark.parametrize(
     ("over", "field"),
     [

@@ -19,11 +19,12 @@ the ledger for that day.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import polars as pl
 
-from emissions.types import POLLUTANTS, Settings
+from emissions.types import POLLUTANTS, Factor, Settings
 from fleet.errors import InvalidConfigError
 from fleet.geo import haversine_expr
 from fleet.schema import TRIP_COLUMNS
@@ -138,31 +139,38 @@ def assess(
         .collect()
     )
     df = df.with_columns(_daily_cap(df, r.daily_cap_rides, prior))
-    earns = pl.col("reason").is_null()
-    credits = [
-        pl.when(earns)
-        .then(pl.col("distance_m") * _factor_expr(settings, g) // 1000)
-        .otherwise(0)
-        .cast(pl.Int64)
-        .alias(f"{g}_mg")
-        for g in ("co2", *POLLUTANTS)
-    ]
     out = (
-        df.with_columns(credits)
+        df.with_columns(*_credits(settings.factors))
         .with_columns((pl.col("co2_mg") // 1000).alias("points"))
         .select(list(ASSESSED_SCHEMA))
     )
     return out.cast(ASSESSED_SCHEMA)  # type: ignore[arg-type]
 
 
-def _factor_expr(settings: Settings, gas: str) -> pl.Expr:
+@functools.lru_cache(maxsize=16)
+def _credits(factors: tuple[Factor, ...]) -> tuple[pl.Expr, ...]:
+    """Each gas's credit in mg (zero for rides with a ``reason``): built once
+    per set of factors (the service assesses a few rides at a time, and
+    building these expressions cost as much as running them)."""
+    earns = pl.col("reason").is_null()
+    return tuple(
+        pl.when(earns)
+        .then(pl.col("distance_m") * _factor_expr(factors, g) // 1000)
+        .otherwise(0)
+        .cast(pl.Int64)
+        .alias(f"{g}_mg")
+        for g in ("co2", *POLLUTANTS)
+    )
+
+
+def _factor_expr(factors: tuple[Factor, ...], gas: str) -> pl.Expr:
     """The factor (ug per metre) of each row's metro class and vehicle type."""
     cases = [
         pl.when(
             (pl.col("metro") == (f.city_class == "with_metro"))
             & (pl.col("vehicle_type") == f.vehicle_type)
         ).then(pl.lit(getattr(f, f"{gas}_ug_m"), pl.Int64))
-        for f in settings.factors
+        for f in factors
     ]
     return pl.coalesce([*cases, pl.lit(None, pl.Int64)])
 

@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python bench/api.py [--bays 100000] [--seconds 15] [--connections 32]
                                    [--workers 1] [--store duckdb|postgres]
+                                   [--baseline REV]
 
 Needs wrk (Debian: ``apt-get install wrk``). Steps:
 
@@ -16,6 +17,10 @@ Needs wrk (Debian: ``apt-get install wrk``). Steps:
 4. a zone swap under load: the single-check load runs while the zone set is
    replaced three times with PUT /v1/zones; wrk's non-2xx and socket error
    counts must be zero (no request lost).
+
+With ``--baseline REV`` the server of that git revision (checked out in a
+temporary worktree, run with the same virtualenv) is measured first, on a store
+of its own, then this tree's: side by side in one run.
 
 Server and load generator share the machine's two cores, as they would in CI.
 Figures go to bench/out/api-<store>.json.
@@ -139,19 +144,47 @@ def main() -> None:
         help="a DuckDB file, or a new schema on the PostgreSQL server of "
         "$BIKEFLEET_TEST_PG (default 127.0.0.1:5432/test), dropped afterwards",
     )
+    ap.add_argument("--baseline", help="a git revision to measure beside this tree")
     a = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/api.py needs wrk: apt-get install wrk")
     OUT.mkdir(exist_ok=True)
+    figures: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="bikefleet-bench-api-") as work:
+        if a.baseline:
+            tree = Path(work) / "baseline"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(tree), a.baseline],
+                cwd=_HERE.parent,
+                check=True,
+                capture_output=True,
+            )
+            try:
+                print(f"-- baseline {a.baseline}")
+                figures[f"baseline {a.baseline}"] = measure(a, tree)
+            finally:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(tree)],
+                    cwd=_HERE.parent,
+                )
+            print("-- this tree")
+        figures["this tree"] = measure(a, None)
+    out = figures["this tree"] if len(figures) == 1 else figures
+    (OUT / f"api-{a.store}.json").write_text(json.dumps(out, indent=2))
+
+
+def measure(a: argparse.Namespace, code: Path | None) -> dict[str, object]:
+    """The figures of one server (``code``: another source tree)."""
     tmp = Path(tempfile.mkdtemp(prefix="bikefleet-bench-api-"))
     if a.store == "postgres":
         with pg_schema() as url:
-            run(a, tmp, url)
-    else:
-        run(a, tmp, str(tmp / "api.duckdb"))
+            return run(a, tmp, url, code)
+    return run(a, tmp, str(tmp / "api.duckdb"), code)
 
 
-def run(a: argparse.Namespace, tmp: Path, db: str) -> None:
+def run(
+    a: argparse.Namespace, tmp: Path, db: str, code: Path | None
+) -> dict[str, object]:
     layout = ZoneLayout(parking=a.bays, no_parking=500)
     doc = synth_zones(layout)
     raw = json.dumps(doc).encode()
@@ -171,8 +204,9 @@ def run(a: argparse.Namespace, tmp: Path, db: str) -> None:
         "store": a.store,
     }
     t = time.perf_counter()
-    server = start_server(db, port, timeout_s=300, workers=a.workers)
-    print(f"server up in {time.perf_counter() - t:.1f} s (store load + index)")
+    server = start_server(db, port, timeout_s=300, workers=a.workers, code=code)
+    figures["start_s"] = round(time.perf_counter() - t, 1)
+    print(f"server up in {figures['start_s']} s (store load + index)")
     try:
         single = tmp / "single.txt"
         single.write_text(
@@ -255,7 +289,7 @@ def run(a: argparse.Namespace, tmp: Path, db: str) -> None:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
-    (OUT / f"api-{a.store}.json").write_text(json.dumps(figures, indent=2))
+    return figures
 
 
 if __name__ == "__main__":

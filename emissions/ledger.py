@@ -310,17 +310,34 @@ def credit_trips(con: Db, trips: pl.DataFrame, settings: Settings) -> CreditSumm
 
     Rides already credited or excluded are skipped (idempotent on trip id).
     """
-    return credit_and_decide(con, trips, settings)[0]
+    return _credit(con, trips, settings)[0]
 
 
 def credit_and_decide(
     con: Db, trips: pl.DataFrame, settings: Settings
 ) -> tuple[CreditSummary, dict[str, dict[str, Any]]]:
     """``credit_trips``, and the decisions it made, as ``trip_decisions``
-    gives them (rides decided before are not in it): the service answers
-    each ride from what was written instead of reading it back."""
+    gives them: the service answers each ride from what was written instead
+    of reading it back. Rides decided before are not in it, nor credits past
+    the first 250,000 of a batch (``_append`` keeps one chunk): ask
+    ``trip_decisions`` for those."""
+    summary, written, excluded = _credit(con, trips, settings)
+    made: dict[str, dict[str, Any]] = {
+        e["trip_id"]: {"status": "credited", "entry": e, "reversal": None}
+        for e in written.to_dicts()
+    }
+    for x in excluded.to_dicts():
+        made[x["trip_id"]] = {"status": "excluded", "exclusion": x}
+    return summary, made
 
-    def work() -> tuple[CreditSummary, dict[str, dict[str, Any]]]:
+
+def _credit(
+    con: Db, trips: pl.DataFrame, settings: Settings
+) -> tuple[CreditSummary, pl.DataFrame, pl.DataFrame]:
+    """Credit the undecided rides of ``trips`` in one transaction; what was
+    done, the first chunk of ledger entries written, the exclusions written."""
+
+    def work() -> tuple[CreditSummary, pl.DataFrame, pl.DataFrame]:
         todo = _undecided(con, trips)
         decided = assess(todo, settings, _prior_counts(con, todo, settings.timezones))
         ok = decided.filter(pl.col("reason").is_null())
@@ -339,11 +356,8 @@ def credit_and_decide(
             pl.lit(None, pl.String).alias("note"),
         )
         written = _append(con, entries)
-        made: dict[str, dict[str, Any]] = {
-            e["trip_id"]: {"status": "credited", "entry": e, "reversal": None}
-            for e in written.to_dicts()
-        }
         excluded = decided.filter(pl.col("reason").is_not_null())
+        rows = pl.DataFrame()
         if excluded.height:
             rows = excluded.select(
                 "trip_id",
@@ -357,8 +371,6 @@ def credit_and_decide(
                 pl.lit(dt.datetime.now(dt.UTC)).alias("created_at"),
             )
             con.insert("credit_exclusions", rows)
-            for x in rows.to_dicts():
-                made[x["trip_id"]] = {"status": "excluded", "exclusion": x}
         by_reason = excluded.group_by("reason").len().sort("reason")
         summary = CreditSummary(
             considered=decided.height,
@@ -367,9 +379,9 @@ def credit_and_decide(
             co2_mg=int(ok["co2_mg"].sum()),
             points=int(ok["points"].sum()),
         )
-        return summary, made
+        return summary, written, rows
 
-    result: tuple[CreditSummary, dict[str, dict[str, Any]]] = _write(con, work)
+    result: tuple[CreditSummary, pl.DataFrame, pl.DataFrame] = _write(con, work)
     return result
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CSRF_HEADER",
     "SESSION_COOKIE",
-    "admits",
+    "claims",
     "csrf_token",
     "presented_key",
     "require",
@@ -52,12 +52,15 @@ def zones_or_503(svc: Service) -> ZoneState:
     return z
 
 
-def admits(svc: Service, headers: list[tuple[bytes, bytes]], scope: str) -> bool:
-    """True when raw ASGI ``headers`` present a key (``Authorization: Bearer``
-    or ``X-API-Key``; not a console session) that holds ``scope``: the test of
-    the fast paths, which leave everything else to the routes' own checks."""
+def claims(svc: Service, scope: dict[str, Any], path: str, key_scope: str) -> bool:
+    """True when an ASGI request is a POST to ``path`` presenting a key
+    (``Authorization: Bearer`` or ``X-API-Key``; not a console session) that
+    holds ``key_scope``: what a fast path may answer itself, leaving everything
+    else to the route's own checks."""
+    if scope["type"] != "http" or scope["path"] != path or scope["method"] != "POST":
+        return False
     auth = api_key = None
-    for name, value in headers:
+    for name, value in scope["headers"]:
         if name == b"authorization":
             auth = value
         elif name == b"x-api-key":
@@ -72,7 +75,7 @@ def admits(svc: Service, headers: list[tuple[bytes, bytes]], scope: str) -> bool
         key = svc.keys.authenticate(text.decode())
     except UnicodeDecodeError:
         return False
-    return key is not None and scope in key.scopes
+    return key is not None and key_scope in key.scopes
 
 
 def csrf_token(key_text: str) -> str:

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import admits, require, service, zones_or_503
+from api.deps import claims, require, service, zones_or_503
 from api.errors import JSONOut
 from api.limits import CheckLimits
 from api.middleware import read_body, replay
@@ -188,12 +188,7 @@ class FastCheck:
         self.app, self.svc = app, svc
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != CHECK_PATH
-            or scope["method"] != "POST"
-            or not admits(self.svc, scope["headers"], "parking:check")
-        ):
+        if not claims(self.svc, scope, CHECK_PATH, "parking:check"):
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)

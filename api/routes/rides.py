@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import admits, require, service
+from api.deps import claims, require, service
 from api.errors import JSONOut, error_response
 from api.middleware import read_body, replay
 from api.models import CarbonOut, ReversalIn, RideBatchIn, RideBatchOut, RideIn, RideOut
@@ -139,12 +139,8 @@ class FastRide:
         self.app, self.svc = app, svc
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != RIDE_PATH
-            or scope["method"] != "POST"
-            or not _json(scope["headers"])
-            or not admits(self.svc, scope["headers"], "rides:write")
+        if not claims(self.svc, scope, RIDE_PATH, "rides:write") or not _json(
+            scope["headers"]
         ):
             await self.app(scope, receive, send)
             return

@@ -374,13 +374,27 @@ def test_rides_credit_idempotently_and_reverse(api) -> None:
     assert api.post("/v1/rides/never/reversal", headers=h).status_code == 404
 
 
-def test_the_quick_ride_answers_as_the_route(api) -> None:
+def test_the_quick_ride_answers_as_the_route(api, monkeypatch) -> None:
     """A JSON ride from a key with ``rides:write`` is stored by ``FastRide``;
     the same ride declared ``application/vnd.bikefleet+json`` (which only the
     route reads as JSON) goes through FastAPI: every kind of outcome (credited,
     replayed, excluded, rejected into the quarantine, conflict) gets the same
     status and body either way, and both are counted under the route."""
+    import traceback
+
     import orjson
+
+    import api.routes.rides as rides_routes
+
+    paths: list[str] = []  # which path stored each ride
+    store = rides_routes._stored
+
+    async def spy(svc, ride):  # type: ignore[no-untyped-def]
+        names = {f.name for f in traceback.extract_stack()}
+        paths.append("route" if "post_ride" in names else "quick")
+        return await store(svc, ride)
+
+    monkeypatch.setattr(rides_routes, "_stored", spy)
 
     def requests(status: int) -> float:
         for line in api.get("/metrics").text.splitlines():
@@ -427,6 +441,7 @@ def test_the_quick_ride_answers_as_the_route(api) -> None:
         assert again.status_code == 200 and again.json()["replayed"] is True
         clash = send(ride(trip, bike_id="B2"), slow=other)
         assert clash.status_code == 409 and clash.json()["error"] == "conflict"
+    assert paths.count("quick") == paths.count("route") == 5, paths
     after = {s: requests(s) for s in (200, 201, 409, 422)}
     assert after[201] - before[201] == 4  # two credited, two excluded
     assert after[422] - before[422] == 2

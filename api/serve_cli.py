@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -310,11 +310,13 @@ def start_server(
     workers: int = 1,
     extra: Sequence[str] = (),
     code: Path | None = None,
+    on_first: Callable[[], object] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``bikefleet serve`` as a child process on 127.0.0.1 and wait until
     /healthz answers (tests and benchmarks use it); raise if it dies first.
     ``code``: run the server from that source tree instead (a benchmark's
-    baseline revision, checked out elsewhere)."""
+    baseline revision, checked out elsewhere). ``on_first``: called when the
+    first worker answers (the others may still be loading)."""
     import httpx
 
     env = None if code is None else dict(os.environ, PYTHONPATH=str(code))
@@ -343,6 +345,8 @@ def start_server(
         try:
             r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
             if r.status_code == 200:
+                if not answered and on_first is not None:
+                    on_first()
                 answered.add(r.headers.get("x-bikefleet-worker", "primary"))
                 if len(answered) >= workers:
                     return proc

@@ -173,3 +173,62 @@ def locate_many(
                 break
         out[i] = res
     return hard
+
+
+@numba.njit(cache=True, nogil=True)
+def zone_cells(
+    zi: np.ndarray,
+    ix0: np.ndarray,
+    iy0: np.ndarray,
+    ix1: np.ndarray,
+    iy1: np.ndarray,
+    gx0: float,
+    gy0: float,
+    g: float,
+    nx: int,
+    x1: np.ndarray,
+    y1: np.ndarray,
+    x2: np.ndarray,
+    y2: np.ndarray,
+    off: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(zone, cell, covers) for each grid cell of zone ``zi[j]``'s box
+    ``ix0[j]..ix1[j] x iy0[j]..iy1[j]`` that the zone meets.
+
+    A cell meets a zone if its centre is inside or within half a diagonal of an
+    edge (conservative: a few extra candidates, never a missed one); the zone
+    covers it if the centre is inside and farther than half a diagonal from
+    every edge (then the whole cell is in the zone's interior).
+    """
+    total = 0
+    for j in range(len(zi)):
+        total += (ix1[j] - ix0[j] + 1) * (iy1[j] - iy0[j] + 1)
+    oz = np.empty(total, np.int64)
+    oc = np.empty(total, np.int64)
+    ocov = np.empty(total, np.bool_)
+    half2 = (g * g / 2) * (1 + 1e-9)
+    m = 0
+    for j in range(len(zi)):
+        z = zi[j]
+        for iy in range(iy0[j], iy1[j] + 1):
+            py = gy0 + (iy + 0.5) * g
+            for ix in range(ix0[j], ix1[j] + 1):
+                px = gx0 + (ix + 0.5) * g
+                dmin2 = np.inf
+                inside_ = False
+                for e in range(off[z], off[z + 1]):
+                    ax, ay, bx, by = x1[e], y1[e], x2[e], y2[e]
+                    dx, dy = bx - ax, by - ay
+                    ll = dx * dx + dy * dy
+                    t = ((px - ax) * dx + (py - ay) * dy) / (ll if ll > 0 else 1.0)
+                    t = min(1.0, max(0.0, t))
+                    d2 = (ax + t * dx - px) ** 2 + (ay + t * dy - py) ** 2
+                    dmin2 = min(dmin2, d2)
+                    if (ay > py) != (by > py) and px < dx * (py - ay) / dy + ax:
+                        inside_ = not inside_
+                if inside_ or dmin2 <= half2:
+                    oz[m] = z
+                    oc[m] = iy * nx + ix
+                    ocov[m] = inside_ and dmin2 > half2
+                    m += 1
+    return oz[:m], oc[:m], ocov[:m]

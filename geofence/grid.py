@@ -27,6 +27,9 @@ from geofence.shapes import Shapes
 __all__ = ["Grid"]
 
 _MAX_CELLS = 4_000_000
+#: Small zones (few vertices) spanning up to this many cells are walked cell by
+#: cell in ``_kernels.zone_cells``; larger ones block by block with shapely.
+_KERNEL_CELLS = 65_536
 
 Ints = npt.NDArray[np.int64]
 Arr = npt.NDArray[Any]
@@ -124,7 +127,7 @@ class Grid:
         cells: list[Ints] = []
         covers: list[npt.NDArray[np.bool_]] = []
         spans = (ix1 - ix0 + 1) * (iy1 - iy0 + 1)
-        small = (spans <= 256) & self.shapes.small
+        small = (spans <= _KERNEL_CELLS) & self.shapes.small
         if small.any():
             zi = np.nonzero(small)[0]
             pz, pc, pcov = self._pairs(zi, ix0[zi], iy0[zi], ix1[zi], iy1[zi])
@@ -145,26 +148,21 @@ class Grid:
         # Cells that need an exact test for some class get a slot in a compact
         # candidate list (CSR); fast[k][cell] is the deciding zone (>= 0), the
         # default (-1), or -(2 + slot) when class k must test the slot's zones.
-        firsts: list[npt.NDArray[np.int64]] = []
+        firsts: list[tuple[Ints, npt.NDArray[np.int32], npt.NDArray[np.bool_]]] = []
         exact_mask = np.zeros(ncell, bool)
         for k in range(classes):
             app = self._allowed_np[k][z] != -1
             zc, cc, covc = z[app], c[app], cov[app]
             f = np.r_[True, cc[1:] != cc[:-1]] if len(cc) else np.zeros(0, bool)
-            firsts.append(
-                np.stack([cc[f], zc[f], covc[f]])
-                if len(cc)
-                else np.zeros((3, 0), np.int64)
-            )
+            firsts.append((cc[f], zc[f], covc[f]))
             exact_mask[cc[f][~covc[f]]] = True
         exact_cells = np.flatnonzero(exact_mask)
         slot_of = np.full(ncell, -1, np.int64)
         slot_of[exact_cells] = np.arange(len(exact_cells))
         in_exact = slot_of[c] >= 0
         ez, ec, ecov = z[in_exact], c[in_exact], cov[in_exact]
-        off = np.zeros(len(exact_cells) + 1, np.int64)
-        np.add.at(off, slot_of[ec] + 1, 1)
-        self._off = np.cumsum(off)
+        counts = np.bincount(slot_of[ec], minlength=len(exact_cells))
+        self._off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._czone, self._ccover = ez, ecov
         self._fast = []
         tables: dict[bytes, array.array[int]] = {}
@@ -172,7 +170,7 @@ class Grid:
         for k in range(classes):
             fast = np.full(ncell, NO_ZONE, np.int32)
             cc, zc, covc = firsts[k]
-            fast[cc] = np.where(covc.astype(bool), zc, -(2 + slot_of[cc]))
+            fast[cc] = np.where(covc, zc, -(2 + slot_of[cc]))
             self._fast.append(fast)
             key = fast.tobytes()
             if key not in tables:  # classes with identical rules share a table
@@ -192,45 +190,25 @@ class Grid:
     def _pairs(
         self, zi: Ints, ix0: Ints, iy0: Ints, ix1: Ints, iy1: Ints
     ) -> tuple[npt.NDArray[np.int64], Ints, npt.NDArray[np.bool_]]:
-        """(zone, cell, covers) for small zones, from their edges in numpy.
-
-        A cell meets a zone if its centre is inside or within half a diagonal of
-        an edge (conservative: a few extra candidates, never a missed one); the
-        zone covers it if the centre is inside and farther than half a diagonal
-        from every edge (then the whole cell is in the zone's interior).
-        """
-        g = self.cell_m
-        w = ix1 - ix0 + 1
-        h = iy1 - iy0 + 1
-        n = w * h
-        z = np.repeat(zi, n)
-        k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-        ix = np.repeat(ix0, n) + k % np.repeat(w, n)
-        iy = np.repeat(iy0, n) + k // np.repeat(w, n)
-        cx = self.x0 + (ix + 0.5) * g
-        cy = self.y0 + (iy + 0.5) * g
+        """(zone, cell, covers) for small zones, from their edges
+        (``_kernels.zone_cells``: compiled, no per-edge temporaries)."""
         ed = self.shapes.edges
-        ne = ed.off[z + 1] - ed.off[z]
-        starts = np.cumsum(ne) - ne
-        pe = np.repeat(np.arange(len(z)), ne)
-        ei = np.repeat(ed.off[z], ne) + (
-            np.arange(int(ne.sum())) - np.repeat(starts, ne)
+        return _k.zone_cells(
+            zi,
+            ix0,
+            iy0,
+            ix1,
+            iy1,
+            self.x0,
+            self.y0,
+            self.cell_m,
+            self.nx,
+            ed.x1,
+            ed.y1,
+            ed.x2,
+            ed.y2,
+            ed.off,
         )
-        px, py = cx[pe], cy[pe]
-        x1, y1, x2, y2 = ed.x1[ei], ed.y1[ei], ed.x2[ei], ed.y2[ei]
-        dx, dy = x2 - x1, y2 - y1
-        ll = dx * dx + dy * dy
-        t = np.clip(((px - x1) * dx + (py - y1) * dy) / np.where(ll > 0, ll, 1.0), 0, 1)
-        d2 = (x1 + t * dx - px) ** 2 + (y1 + t * dy - py) ** 2
-        dmin2 = np.minimum.reduceat(d2, starts)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xc = dx * (py - y1) / dy + x1
-        cross = ((y1 > py) != (y2 > py)) & (px < xc)
-        inside = np.add.reduceat(cross.astype(np.int32), starts) % 2 == 1
-        half2 = (g * g / 2) * (1 + 1e-9)
-        meets = inside | (dmin2 <= half2)
-        cover = inside & (dmin2 > half2)
-        return z[meets], (iy * self.nx + ix)[meets], cover[meets]
 
     def _pairs_big(
         self, i: int, ix0: int, iy0: int, ix1: int, iy1: int

@@ -110,6 +110,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "plan figures", PLAN_FIGURES_SQL, pg_ddl(PLAN_FIGURES_SQL)),
     # Each truck's figures, for driver sheets and the ops console (issue 14).
     Migration(5, "plan trucks", PLAN_TRUCKS_SQL, pg_ddl(PLAN_TRUCKS_SQL)),
+    # An index image (50 MB for 100,000 zones: arrays that pglz hardly
+    # shrinks) kept out of line uncompressed: storing one took 1.8 s, 0.8 s so.
+    Migration(
+        6,
+        "index images stored uncompressed",
+        "",
+        "ALTER TABLE zone_indexes ALTER COLUMN image SET STORAGE EXTERNAL;",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -212,15 +212,9 @@ class Service:
     def load_zones(self, raw: bytes) -> ZoneState:
         """Store a zone document, index it, swap it in, publish it."""
 
-        def work(store: Store) -> ZoneState:
-            version = load_zone_document(
-                store, raw, source="PUT /v1/zones", pool=self.helper()
-            )
-            state = zone_state(store, version)
-            assert state is not None
-            return state
-
-        state = self.with_store(work)
+        state = self.with_store(
+            load_zone_document, raw, source="PUT /v1/zones", pool=self.helper()
+        )
         self._swap(state)
         self.publish()
         return state

@@ -48,6 +48,7 @@ __all__ = [
     "load_zone_set",
     "save_zone_set",
     "stage_zone_document",
+    "staged_zone_set",
 ]
 
 ZONE_SCHEMA_SQL = """
@@ -384,6 +385,36 @@ def load_zone_set(con: ZoneDb, version: int | None = None) -> ZoneSet:
         "FROM zones WHERE version = ? ORDER BY ord",
         [version],
     )
+    return _zone_set(t, fmt, warnings, default, bool(has_area), version)
+
+
+@collector_paused()
+def staged_zone_set(staged: str, version: int) -> tuple[ZoneSet, bytes]:
+    """The zone set staged at ``staged`` (``stage_zone_document``) as stored
+    under ``version`` by ``copy_zone_set``, and its index image, read from the
+    staged files: what ``load_zone_set`` and ``load_index_image`` would read
+    back from the store, without the round trip."""
+    head = json.loads(Path(staged + ".json").read_text())
+    zones = _zone_set(
+        pl.read_ipc(staged),
+        head["source_format"],
+        head["warnings"],
+        head["default_rules"],
+        head["has_service_area"],
+        version,
+    )
+    return zones, Path(staged + ".index").read_bytes()
+
+
+def _zone_set(
+    t: pl.DataFrame,
+    fmt: str,
+    warnings: Sequence[str],
+    default: str | None,
+    has_area: bool,
+    version: int,
+) -> ZoneSet:
+    """A zone set from rows of table ``zones`` in precedence order."""
     geoms: Any = (
         shapely.from_wkb(np.array(t["geometry"].to_list(), dtype=object))
         if t.height
@@ -414,7 +445,7 @@ def load_zone_set(con: ZoneDb, version: int | None = None) -> ZoneSet:
         zones=tuple(zones),
         source_format=fmt,
         default_rules=_rules_from(default) if default is not None else None,
-        has_service_area=bool(has_area),
+        has_service_area=has_area,
         warnings=tuple(warnings),
         version=str(version),
     )

@@ -33,6 +33,7 @@ from geofence.store import (
     load_zone_set,
     save_zone_set,
     stage_zone_document,
+    staged_zone_set,
     zone_set_info,
 )
 from geofence.types import Zone, ZoneSet
@@ -123,9 +124,18 @@ def zone_state(
 
 
 def _zone_state(
-    store: Store, version: int, clock: Callable[[], dt.datetime]
+    store: Store,
+    version: int,
+    clock: Callable[[], dt.datetime],
+    staged: tuple[ZoneSet, bytes | None] | None = None,
 ) -> ZoneState:
-    zs = load_zone_set(store.con, version)
+    """``staged``: the set and its index image as just stored (else they are
+    read from the store)."""
+    if staged is None:
+        zs = load_zone_set(store.con, version)
+        image = load_index_image(store.con, version, DEFAULT_CELL_M)
+    else:
+        zs, image = staged
     info = zone_set_info(store.con, version)
     kinds: dict[str, int] = {}
     for z in zs.zones:
@@ -136,7 +146,6 @@ def _zone_state(
         "by_kind": kinds,
         "warnings": list(info["warnings"] or []),
     }
-    image = load_index_image(store.con, version, DEFAULT_CELL_M)
     active = ActiveIndex(zs, clock=clock, cell_m=DEFAULT_CELL_M, image=image)
     # The index is long-lived: keep the collector off its objects, frozen
     # before it restarts. No collection first: the build (collector paused)
@@ -160,9 +169,15 @@ def load_zone_file(store: Store, file: Path) -> tuple[int, ZoneSet]:
 
 
 def load_zone_document(
-    store: Store, raw: bytes, *, source: str, pool: Executor | None = None
-) -> int:
-    """Validate and store a zone document as the new active set; its version.
+    store: Store,
+    raw: bytes,
+    *,
+    source: str,
+    pool: Executor | None = None,
+    clock: Callable[[], dt.datetime] = utc_now,
+) -> ZoneState:
+    """Validate and store a zone document as the new active set; its state,
+    indexed (every other process of the store is told to swap it in).
 
     Parsing a large document holds the GIL for seconds (``orjson.loads`` of a
     41 MB feed: 1.7 s in one call), which would stall a server's parking
@@ -174,18 +189,26 @@ def load_zone_document(
     if len(raw) <= STAGE_IN_CHILD_BYTES:
         zs, sha = parse_zone_bytes(raw, source=source)
         version = save_zone_set(store.con, zs, source=source, sha256=sha)
-    else:
-        with tempfile.TemporaryDirectory(prefix="bikefleet-zones-") as tmp:
-            staged = str(Path(tmp) / "staged.arrow")
-            if pool is not None:
-                pool.submit(stage_zone_document, raw, staged, source).result()
-            else:
-                ctx = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(1, mp_context=ctx) as own:
-                    own.submit(stage_zone_document, raw, staged, source).result()
-            version = copy_zone_set(store.con, staged)
-    store.con.notify(ZONES_CHANNEL, str(version))  # every worker swaps it in
-    return version
+        store.con.notify(ZONES_CHANNEL, str(version))  # every worker swaps it in
+        state = zone_state(store, version, clock=clock)
+        assert state is not None
+        return state
+    with tempfile.TemporaryDirectory(prefix="bikefleet-zones-") as tmp:
+        staged = str(Path(tmp) / "staged.arrow")
+        if pool is not None:
+            pool.submit(stage_zone_document, raw, staged, source).result()
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(1, mp_context=ctx) as own:
+                own.submit(stage_zone_document, raw, staged, source).result()
+        version = copy_zone_set(store.con, staged)
+        store.con.notify(ZONES_CHANNEL, str(version))
+        # This worker indexes the set from the staged files while the others
+        # read it back from the store.
+        with collector_paused():
+            return _zone_state(
+                store, version, clock, staged_zone_set(staged, version)
+            )
 
 
 def export_zones(

@@ -8,7 +8,9 @@ Needs wrk (Debian: ``apt-get install wrk``). Steps:
 
 1. writes the synthetic city's zone set (100,000 parking bays, 500 no-parking
    polygons, parking required; ``geofence.synth``) into a fresh store, with an
-   API key, and starts ``bikefleet serve`` on a free 127.0.0.1 port;
+   API key (``bikefleet db upgrade``, ``zones load``, ``keys create`` of the
+   code under test), and starts ``bikefleet serve`` on a free 127.0.0.1 port;
+   prints the time to the first answer and until every worker answered;
 2. single checks: wrk cycles through 1,000 bodies (half near bay edges) on
    ``--connections`` keep-alive connections from one thread; prints requests/s
    and the latency percentiles wrk measured (target >= 3,000/s, p99 <= 15 ms);
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -47,11 +50,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from api.serve_cli import free_port, start_server  # noqa: E402
-from api.usecases.keys import create_key  # noqa: E402
-from api.usecases.store import Store  # noqa: E402
-from fleet.store import open_store  # noqa: E402
 from geofence.io import parse_zone_bytes  # noqa: E402
-from geofence.store import save_zone_set  # noqa: E402
 from geofence.synth import ZoneLayout, synth_zones  # noqa: E402
 from tests.pg import pg_schema  # noqa: E402
 
@@ -177,9 +176,23 @@ def measure(a: argparse.Namespace, code: Path | None) -> dict[str, object]:
     """The figures of one server (``code``: another source tree)."""
     tmp = Path(tempfile.mkdtemp(prefix="bikefleet-bench-api-"))
     if a.store == "postgres":
-        with pg_schema() as url:
+        with pg_schema(upgraded=False) as url:
             return run(a, tmp, url, code)
     return run(a, tmp, str(tmp / "api.duckdb"), code)
+
+
+def bikefleet(code: Path | None, *args: str) -> str:
+    """Run a ``bikefleet`` command of the code under test (this tree, or a
+    baseline's, which may know an older schema); its output."""
+    env = None if code is None else dict(os.environ, PYTHONPATH=str(code))
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=code or _HERE.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def run(
@@ -188,12 +201,13 @@ def run(
     layout = ZoneLayout(parking=a.bays, no_parking=500)
     doc = synth_zones(layout)
     raw = json.dumps(doc).encode()
-    con = open_store(db)
-    zs, sha = parse_zone_bytes(raw)
-    save_zone_set(con, zs, source="bench", sha256=sha)
-    con.close()
-    with Store.open(db) as store:
-        _, key = create_key(store, ["parking:check", "zones:write"], "bench")
+    # The store is set up by the code under test, as its users would.
+    (tmp / "zones.json").write_bytes(raw)
+    bikefleet(code, "db", "upgrade", "--db", db)
+    bikefleet(code, "zones", "load", str(tmp / "zones.json"), "--db", db)
+    scopes = ("--scope", "parking:check", "--scope", "zones:write")
+    key = bikefleet(code, "keys", "create", *scopes, "--db", db).split()[-1]
+    zs, _ = parse_zone_bytes(raw)
     print(f"{len(zs.zones):,} zones in {db}")
 
     port = free_port()

@@ -44,8 +44,6 @@ sys.path.insert(0, str(_ROOT))  # tests.pg: a scratch PostgreSQL schema
 import httpx  # noqa: E402
 
 from api.serve_cli import free_port, start_server  # noqa: E402
-from api.usecases.keys import create_key  # noqa: E402
-from api.usecases.store import Store  # noqa: E402
 from tests.pg import pg_schema  # noqa: E402
 
 OUT = _HERE / "out"
@@ -148,7 +146,7 @@ def run(
     code: Path, label: str, args: argparse.Namespace, work: Path
 ) -> dict[str, object]:
     if args.store == "postgres":
-        with pg_schema() as url:
+        with pg_schema(upgraded=False) as url:
             return _run(code, url, args, work)
     return _run(code, str(work / f"{label}.duckdb"), args, work)
 
@@ -156,8 +154,12 @@ def run(
 def _run(
     code: Path, db: str, args: argparse.Namespace, work: Path
 ) -> dict[str, object]:
-    with Store.open(db, create=True) as store:
-        key = create_key(store, ["rides:write"], "bench")[1]
+    # The store is set up and verified by the code under test (a baseline's
+    # may know an older schema than this tree).
+    _api_bench.bikefleet(code, "db", "upgrade", "--db", db)
+    key = _api_bench.bikefleet(
+        code, "keys", "create", "--scope", "rides:write", "--db", db
+    ).split()[-1]
     port = free_port()
     proc = start_server(db, port, code=code, workers=args.workers)
     try:
@@ -167,16 +169,11 @@ def _run(
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    verify = subprocess.run(
-        [sys.executable, "-m", "api.cli", "ledger", "verify", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        cwd=_ROOT,
-    )
+    verify = _api_bench.bikefleet(code, "ledger", "verify", "--db", db)
     return {
         "single": single,
         "batch_rides_per_s": batch,
-        "ledger": verify.stdout.strip(),
+        "ledger": verify.strip(),
     }
 
 

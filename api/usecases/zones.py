@@ -206,9 +206,7 @@ def load_zone_document(
         # This worker indexes the set from the staged files while the others
         # read it back from the store.
         with collector_paused():
-            return _zone_state(
-                store, version, clock, staged_zone_set(staged, version)
-            )
+            return _zone_state(store, version, clock, staged_zone_set(staged, version))
 
 
 def export_zones(

@@ -456,6 +456,79 @@ def test_the_quick_ride_answers_as_the_route(api, monkeypatch) -> None:
     )
 
 
+def test_the_quick_batch_answers_as_the_route(api, monkeypatch) -> None:
+    """A JSON batch from a key with ``rides:write`` is stored by ``FastRide``;
+    the same batch declared ``application/vnd.bikefleet+json`` goes through
+    FastAPI: the same status and results (credited, excluded, rejected,
+    conflict, repeated in the batch, replayed) either way; what the quick path
+    leaves to the route (a batch too large, a bad shape) is answered as before."""
+    import traceback
+
+    import orjson
+
+    import api.routes.rides as rides_routes
+
+    paths: list[str] = []
+    batch = rides_routes._batch
+
+    async def spy(svc, body):  # type: ignore[no-untyped-def]
+        names = {f.name for f in traceback.extract_stack()}
+        paths.append("route" if "post_rides" in names else "quick")
+        return await batch(svc, body)
+
+    monkeypatch.setattr(rides_routes, "_batch", spy)
+
+    def send(rides: list[dict], slow: bool):  # type: ignore[no-untyped-def]
+        kind = "application/vnd.bikefleet+json" if slow else "application/json"
+        return api.post(
+            "/v1/rides/batch",
+            content=orjson.dumps({"rides": rides}),
+            headers=H(api, "rides:write") | {"content-type": kind},
+        )
+
+    def rides(tag: str) -> list[dict]:
+        return [
+            ride(f"{tag}-ok"),
+            ride(f"{tag}-ebike", vehicle_type="ebike", distance_m=6_000),
+            ride(f"{tag}-bad", ended_at="2026-03-02T00:59:00Z"),
+            ride(f"{tag}-ok"),  # the same ride again in the batch
+            ride(f"{tag}-ok", bike_id="B2"),  # a different ride, same trip id
+        ]
+
+    def results(r) -> list[dict]:  # type: ignore[no-untyped-def]
+        assert r.status_code == 200, r.text
+        drop = ("trip_id", "entry_id")
+        return [
+            {k: v for k, v in x.items() if k not in drop} for x in r.json()["results"]
+        ]
+
+    quick, slow = send(rides("qb"), slow=False), send(rides("sb"), slow=True)
+    assert results(quick) == results(slow)
+    got = quick.json()
+    assert [x["status"] for x in got["results"]] == [
+        "credited",
+        "excluded",
+        "rejected",
+        "credited",
+        "conflict",
+    ]
+    assert got["by_status"] == slow.json()["by_status"]
+    # Each path's batch again, the other way: every ride replayed as before.
+    again_q, again_s = send(rides("sb"), slow=False), send(rides("qb"), slow=True)
+    assert results(again_q) == results(again_s)
+    assert [x["replayed"] for x in again_q.json()["results"]][:2] == [True, True]
+    assert paths == ["quick", "route", "quick", "route"], paths
+    # Left to the route: a batch too large, a bad shape, no key.
+    too_many = send([ride("x")] * 10_001, slow=False)
+    assert too_many.status_code == 422
+    bad = send([ride("shape", start_lat="north")], slow=False)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == (
+        "body.rides.0.start_lat"
+    )
+    assert api.post("/v1/rides/batch", json={"rides": [ride("k")]}).status_code == 401
+    assert paths == ["quick", "route", "quick", "route"], paths
+
+
 @pytest.mark.parametrize(
     ("over", "field"),
     [

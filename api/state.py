@@ -30,7 +30,7 @@ from api.middleware import Metrics
 from api.models import PlanIn
 from api.usecases.keys import KeyRing
 from api.usecases.plans import Router, fail_jobs, fail_unfinished, run_plan_job
-from api.usecases.rides import RideResult, RideWindow, ingest_rides
+from api.usecases.rides import RideResult, RideWindow, ingest_rides, prepare_rides
 from api.usecases.store import (
     KEYS_CHANNEL,
     ZONES_CHANNEL,
@@ -250,7 +250,12 @@ class Service:
             shutil.rmtree(out_dir, ignore_errors=True)
 
     def _warm_later(self, delay_s: float = 10.0) -> None:
-        if self._stop.wait(delay_s):
+        # This worker's ride path first, once the start (and a sibling's) is
+        # over; the helper's start and imports (seconds of a core) later.
+        if self._stop.wait(3.0):
+            return
+        prepare_rides()
+        if self._stop.wait(delay_s - 3.0):
             return
         with contextlib.suppress(RuntimeError):  # shut down meanwhile
             self.helper().submit(_warm_helper)

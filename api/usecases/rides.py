@@ -28,12 +28,19 @@ from emissions.ledger import credit_and_decide, trip_decisions
 from emissions.types import Settings
 from fleet.cells import DEFAULT_RES
 from fleet.io import SourceBatch
+from fleet.pgcopy import prepare as prepare_copy
 from fleet.pipeline import process_batch
 from fleet.schema import TRIP_COLUMNS, TRIP_SCHEMA, UTC
 from fleet.store import append_rides, known_trip_ids
 from fleet.types import City, Processed, ValidationLimits
 
-__all__ = ["RIDE_SOURCE", "RideResult", "RideWindow", "ingest_rides"]
+__all__ = [
+    "RIDE_SOURCE",
+    "RideResult",
+    "RideWindow",
+    "ingest_rides",
+    "prepare_rides",
+]
 
 RIDE_SOURCE = "api:/v1/rides"
 
@@ -145,6 +152,16 @@ def _unknown_cities(done: Processed, cities: Mapping[str, City]) -> Processed:
         pl.struct(*TRIP_COLUMNS).struct.json_encode().alias("raw"),
     )
     return Processed(done.trips.filter(~bad), pl.concat([done.quarantine, extra]))
+
+
+def prepare_rides() -> None:
+    """Load what a process's first ride batch would otherwise wait for (the
+    compiled COPY encoder, pyarrow's compute functions, ``numpy.ma``, which
+    ``np.unique`` imports at its first call): 0.6 s of a 1.3 s first batch of
+    10,000 rides on PostgreSQL. Touches no store."""
+    import numpy.ma  # noqa: F401
+
+    prepare_copy()
 
 
 def ingest_rides(

@@ -112,3 +112,17 @@ def test_a_type_without_an_encoder_goes_through_csv(db: PgDb) -> None:
     assert not encodable(db._types("tagged", ["name", "tags"]))
     db.insert("tagged", pl.DataFrame({"name": ["a"], "tags": [["x", 'y"z']]}))
     assert db.execute("SELECT tags FROM tagged") == [(["x", 'y"z'],)]
+
+
+def test_prepare_loads_the_packer_the_first_copy_uses() -> None:
+    """``prepare`` (a service warms its ride path with it) loads the very
+    overload ``binary_rows`` calls: the copy after it compiles nothing more."""
+    from fleet._copy_kernel import pack_rows
+    from fleet.pgcopy import binary_rows, prepare
+
+    prepare()
+    loaded = list(pack_rows.signatures)
+    assert loaded
+    rows = pl.DataFrame({"a": [1, None, 3], "b": ["x", "yy", None]})
+    pieces = list(binary_rows(rows, [20, 25]))  # BIGINT, TEXT
+    assert pieces and pack_rows.signatures == loaded

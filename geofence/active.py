@@ -74,6 +74,7 @@ class ActiveIndex:
             self._image = None  # fits once at most: windows only move on
         if index is None:
             index = ZoneIndex(self.zone_set, cell_m=self._cell_m, at=now)
+        index.prepare()  # in service: the first checks wait for nothing
         return lo, hi, index
 
     def index(self) -> ZoneIndex:

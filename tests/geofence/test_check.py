@@ -137,6 +137,39 @@ def test_global_rules_and_v2_defaults() -> None:
     assert ix.check(*at(100, 100)).decision == "allowed"
 
 
+@pytest.mark.parametrize("global_rules", [None, [rule(False)], [rule(True)]])
+def test_batch_answer_tables_say_what_each_zone_decides(global_rules) -> None:
+    """The batch path's answer tables (built column-wise) hold, zone by zone
+    and class by class, what the single path's ``decision`` says: named and
+    unnamed zones, station parking, vehicle types, zones silent for a class
+    (their slot holds the defaults' answer)."""
+    zs = parse_zones(
+        gbfs(
+            feature("s", square(0, 0, 80, 80), rules=[rule(False, ["scooter"])]),
+            feature(
+                "e", square(0, 0, 50, 50), rules=[rule(False, ["ebike"]), rule(True)]
+            ),
+            feature(
+                "st", square(60, 0, 90, 20), rules=[rule(True, station_parking=True)]
+            ),
+            feature("n", square(0, 60, 20, 90), name="Plaza", rules=[rule(False)]),
+            global_rules=global_rules,
+        )
+    )
+    rules = ZoneIndex(zs).rules
+    seen = set()
+    for k in range(len(rules.class_types)):
+        decision, zone_id, reason = rules.answer_table(k)
+        for z in range(-1, len(rules.zones)):
+            silent = z >= 0 and rules.allowed[k][z] == -1
+            want = rules.decision(-1 if silent else z, k)
+            got = (decision[z + 1], zone_id[z + 1], reason[z + 1])
+            assert got == (want.decision, want.zone_id, want.reason), (k, z)
+            seen.add(want.reason.split(",")[-1].strip())
+    assert {"where rides may end", "where rides may not end"} <= seen
+    assert "where rides may end only at a station" in seen
+
+
 def test_station_parking_zone_forbids_free_floating_ends() -> None:
     z = feature("st", square(0, 0, 50, 50), rules=[rule(True, station_parking=True)])
     d = ZoneIndex(parse_zones(gbfs(z))).check(*at(10, 10))

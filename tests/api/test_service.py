@@ -374,27 +374,34 @@ def test_rides_credit_idempotently_and_reverse(api) -> None:
     assert api.post("/v1/rides/never/reversal", headers=h).status_code == 404
 
 
+def _paths(monkeypatch, stores: str, route: str) -> list[str]:
+    """Spy on ``api.routes.rides.<stores>``: the list of which path called it
+    ("route": from the FastAPI route ``route``; "quick": from ``FastRide``)."""
+    import traceback
+
+    import api.routes.rides as rides_routes
+
+    paths: list[str] = []
+    real = getattr(rides_routes, stores)
+
+    async def spy(svc, body):  # type: ignore[no-untyped-def]
+        names = {f.name for f in traceback.extract_stack()}
+        paths.append("route" if route in names else "quick")
+        return await real(svc, body)
+
+    monkeypatch.setattr(rides_routes, stores, spy)
+    return paths
+
+
 def test_the_quick_ride_answers_as_the_route(api, monkeypatch) -> None:
     """A JSON ride from a key with ``rides:write`` is stored by ``FastRide``;
     the same ride declared ``application/vnd.bikefleet+json`` (which only the
     route reads as JSON) goes through FastAPI: every kind of outcome (credited,
     replayed, excluded, rejected into the quarantine, conflict) gets the same
     status and body either way, and both are counted under the route."""
-    import traceback
-
     import orjson
 
-    import api.routes.rides as rides_routes
-
-    paths: list[str] = []  # which path stored each ride
-    store = rides_routes._stored
-
-    async def spy(svc, ride):  # type: ignore[no-untyped-def]
-        names = {f.name for f in traceback.extract_stack()}
-        paths.append("route" if "post_ride" in names else "quick")
-        return await store(svc, ride)
-
-    monkeypatch.setattr(rides_routes, "_stored", spy)
+    paths = _paths(monkeypatch, "_stored", "post_ride")  # which stored each ride
 
     def requests(status: int) -> float:
         for line in api.get("/metrics").text.splitlines():
@@ -462,21 +469,9 @@ def test_the_quick_batch_answers_as_the_route(api, monkeypatch) -> None:
     FastAPI: the same status and results (credited, excluded, rejected,
     conflict, repeated in the batch, replayed) either way; what the quick path
     leaves to the route (a batch too large, a bad shape) is answered as before."""
-    import traceback
-
     import orjson
 
-    import api.routes.rides as rides_routes
-
-    paths: list[str] = []
-    batch = rides_routes._batch
-
-    async def spy(svc, body):  # type: ignore[no-untyped-def]
-        names = {f.name for f in traceback.extract_stack()}
-        paths.append("route" if "post_rides" in names else "quick")
-        return await batch(svc, body)
-
-    monkeypatch.setattr(rides_routes, "_batch", spy)
+    paths = _paths(monkeypatch, "_batch", "post_rides")
 
     def send(rides: list[dict], slow: bool):  # type: ignore[no-untyped-def]
         kind = "application/vnd.bikefleet+json" if slow else "application/json"

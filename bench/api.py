@@ -207,6 +207,24 @@ def run(
     bikefleet(code, "zones", "load", str(tmp / "zones.json"), "--db", db)
     scopes = ("--scope", "parking:check", "--scope", "zones:write")
     key = bikefleet(code, "keys", "create", *scopes, "--db", db).split()[-1]
+    # Compiled kernels are cached on disk beside their code: a fresh worktree
+    # (a baseline's) would compile them in its first measured requests.
+    points = tmp / "warm.csv"
+    points.write_text(
+        "lat,lng,accuracy_m\n"
+        + "".join(f"{la},{ln},10\n" for la, ln in query_points(doc, 50, 7))
+    )
+    bikefleet(
+        code,
+        "zones",
+        "check",
+        "--points",
+        str(points),
+        "--out",
+        str(tmp / "warm-out.csv"),
+        "--db",
+        db,
+    )
     zs, _ = parse_zone_bytes(raw)
     print(f"{len(zs.zones):,} zones in {db}")
 

@@ -30,6 +30,8 @@ _MAX_CELLS = 4_000_000
 #: Small zones (few vertices) spanning up to this many cells are walked cell by
 #: cell in ``_kernels.zone_cells``; larger ones block by block with shapely.
 _KERNEL_CELLS = 65_536
+#: Cells of zone boxes the kernel takes at once (its output: 17 bytes a cell).
+_RUN_CELLS = 8_000_000
 
 Ints = npt.NDArray[np.int64]
 Arr = npt.NDArray[Any]
@@ -191,24 +193,38 @@ class Grid:
         self, zi: Ints, ix0: Ints, iy0: Ints, ix1: Ints, iy1: Ints
     ) -> tuple[npt.NDArray[np.int64], Ints, npt.NDArray[np.bool_]]:
         """(zone, cell, covers) for small zones, from their edges
-        (``_kernels.zone_cells``: compiled, no per-edge temporaries)."""
+        (``_kernels.zone_cells``: compiled, no per-edge temporaries), in runs
+        of zones whose boxes hold at most ``_RUN_CELLS`` cells together (the
+        kernel reserves room for every cell of the boxes it is given)."""
         ed = self.shapes.edges
-        return _k.zone_cells(
-            zi,
-            ix0,
-            iy0,
-            ix1,
-            iy1,
-            self.x0,
-            self.y0,
-            self.cell_m,
-            self.nx,
-            ed.x1,
-            ed.y1,
-            ed.x2,
-            ed.y2,
-            ed.off,
-        )
+        spans = np.cumsum((ix1 - ix0 + 1) * (iy1 - iy0 + 1))
+        cuts = np.searchsorted(spans, np.arange(_RUN_CELLS, spans[-1], _RUN_CELLS))
+        out = []
+        for run in np.split(np.arange(len(zi)), np.unique(cuts)):
+            if not len(run):
+                continue
+            out.append(
+                _k.zone_cells(
+                    zi[run],
+                    ix0[run],
+                    iy0[run],
+                    ix1[run],
+                    iy1[run],
+                    self.x0,
+                    self.y0,
+                    self.cell_m,
+                    self.nx,
+                    ed.x1,
+                    ed.y1,
+                    ed.x2,
+                    ed.y2,
+                    ed.off,
+                )
+            )
+        if len(out) == 1:
+            return out[0]
+        z, c, cov = zip(*out, strict=True)
+        return np.concatenate(z), np.concatenate(c), np.concatenate(cov)
 
     def _pairs_big(
         self, i: int, ix0: int, iy0: int, ix1: int, iy1: int

@@ -215,6 +215,21 @@ def test_fast_path_agrees_with_shapely_contains(case) -> None:
     assert ix.locate_batch(x, y, 0).tolist() == want.tolist()
 
 
+def test_the_grid_is_the_same_built_in_runs_of_zones(monkeypatch) -> None:
+    """The compiled cell walk takes small zones in runs of bounded size: any
+    run size gives the same grid."""
+    import geofence.grid
+    from geofence.synth import ZoneLayout, synth_zones
+
+    zs = parse_zones(synth_zones(ZoneLayout(parking=1_500, no_parking=30)))
+    whole = ZoneIndex(zs).grid.tables()
+    monkeypatch.setattr(geofence.grid, "_RUN_CELLS", 500)
+    runs = ZoneIndex(zs).grid.tables()
+    assert whole[0] == runs[0]
+    for a, b in zip([*whole[1], *whole[2:]], [*runs[1], *runs[2:]], strict=True):
+        assert np.array_equal(a, b)
+
+
 # -- real feeds -----------------------------------------------------------------
 
 FEEDS = (

@@ -29,7 +29,7 @@ from fleet.errors import InvalidConfigError
 from fleet.geo import haversine_expr
 from fleet.schema import TRIP_COLUMNS
 
-__all__ = ["ASSESSED_SCHEMA", "assess", "local_date_expr"]
+__all__ = ["ASSESSED_SCHEMA", "assess", "decide", "local_date_expr", "screen"]
 
 #: Columns of ``assess``'s result.
 ASSESSED_SCHEMA = {
@@ -76,6 +76,28 @@ def assess(
     caller) with ``ASSESSED_SCHEMA``, in input order; excluded rides have zero
     credit and points.
     """
+    return decide(screen(trips, settings), settings, prior)
+
+
+#: Columns of ``screen``'s result: what ``decide`` needs of each ride.
+SCREENED = (
+    "trip_id",
+    "rider_id",
+    "city",
+    "vehicle_type",
+    "started_at",
+    "local_date",
+    "metro",
+    "distance_m",
+    "reason",
+)
+
+
+def screen(trips: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """What each ride's decision needs of no other ride (its distance, local
+    date, metro class, and the first rule it fails but the daily cap), one row
+    per trip in input order (``SCREENED``). A writer can screen rides before
+    it takes the ledger's lock: only ``decide`` needs what others committed."""
     missing = [c for c in _NEEDED if c not in trips.columns]
     if missing:
         raise InvalidConfigError(f"trips lack column(s): {', '.join(missing)}")
@@ -136,9 +158,20 @@ def assess(
             .otherwise(pl.lit(None, pl.String))
             .alias("reason")
         )
+        .select(SCREENED)
         .collect()
     )
-    df = df.with_columns(_daily_cap(df, r.daily_cap_rides, prior))
+    return df
+
+
+def decide(
+    screened: pl.DataFrame, settings: Settings, prior: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """``assess`` of rides ``screen`` saw: the daily cap after ``prior`` (see
+    ``assess``), then each ride's credit and points (``ASSESSED_SCHEMA``)."""
+    df = screened.with_columns(
+        _daily_cap(screened, settings.rules.daily_cap_rides, prior)
+    )
     out = (
         df.with_columns(*_credits(settings.factors))
         .with_columns((pl.col("co2_mg") // 1000).alias("points"))

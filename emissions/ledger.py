@@ -41,7 +41,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from emissions.credit import assess, local_date_expr
+from emissions.credit import decide, local_date_expr, screen
 from emissions.errors import InsufficientPointsError, UnknownTripError
 from emissions.types import POLLUTANTS, Settings
 from fleet.db import Db
@@ -314,14 +314,22 @@ def credit_trips(con: Db, trips: pl.DataFrame, settings: Settings) -> CreditSumm
 
 
 def credit_and_decide(
-    con: Db, trips: pl.DataFrame, settings: Settings
+    con: Db,
+    trips: pl.DataFrame,
+    settings: Settings,
+    *,
+    screened: pl.DataFrame | None = None,
 ) -> tuple[CreditSummary, dict[str, dict[str, Any]]]:
     """``credit_trips``, and the decisions it made, as ``trip_decisions``
     gives them: the service answers each ride from what was written instead
     of reading it back. Rides decided before are not in it, nor credits past
     the first 250,000 of a batch (``_append`` keeps one chunk): ask
-    ``trip_decisions`` for those."""
-    summary, written, excluded = _credit(con, trips, settings)
+    ``trip_decisions`` for those.
+
+    ``screened``: ``emissions.credit.screen`` of some of these rides (one row
+    per trip id, the very rows of ``trips``), done before the caller took a
+    lock; the rest are screened here, inside the ledger's."""
+    summary, written, excluded = _credit(con, trips, settings, screened)
     made: dict[str, dict[str, Any]] = {
         e["trip_id"]: {"status": "credited", "entry": e, "reversal": None}
         for e in written.to_dicts()
@@ -331,15 +339,37 @@ def credit_and_decide(
     return summary, made
 
 
+def _screened(
+    todo: pl.DataFrame, settings: Settings, screened: pl.DataFrame | None
+) -> pl.DataFrame:
+    """``screen(todo)``, taking the rows ``screened`` holds already."""
+    if screened is None or screened.height == 0:
+        return screen(todo, settings)
+    at = todo.with_row_index("_at")
+    have = at.select("_at", "trip_id").join(screened, on="trip_id", how="inner")
+    rest = at.join(screened.select("trip_id"), on="trip_id", how="anti")
+    if rest.height:
+        fresh = screen(rest.drop("_at"), settings).with_columns(rest["_at"])
+        have = pl.concat([have, fresh.select(have.columns)])
+    return have.sort("_at").drop("_at")
+
+
 def _credit(
-    con: Db, trips: pl.DataFrame, settings: Settings
+    con: Db,
+    trips: pl.DataFrame,
+    settings: Settings,
+    screened: pl.DataFrame | None = None,
 ) -> tuple[CreditSummary, pl.DataFrame, pl.DataFrame]:
     """Credit the undecided rides of ``trips`` in one transaction; what was
     done, the first chunk of ledger entries written, the exclusions written."""
 
     def work() -> tuple[CreditSummary, pl.DataFrame, pl.DataFrame]:
         todo = _undecided(con, trips)
-        decided = assess(todo, settings, _prior_counts(con, todo, settings.timezones))
+        decided = decide(
+            _screened(todo, settings, screened),
+            settings,
+            _prior_counts(con, todo, settings.timezones),
+        )
         ok = decided.filter(pl.col("reason").is_null())
         entries = ok.select(
             "rider_id",

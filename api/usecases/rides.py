@@ -24,6 +24,7 @@ from typing import Any
 import polars as pl
 
 from api.usecases.store import Store
+from emissions.credit import screen
 from emissions.ledger import credit_and_decide, trip_decisions
 from emissions.types import Settings
 from fleet.cells import DEFAULT_RES
@@ -195,6 +196,8 @@ def ingest_rides(
         ),
         cities,
     )
+    # What each ride's credit needs of no other ride, before the lock too.
+    screened = screen(processed.trips, settings) if processed.trips.height else None
     # One transaction, one writer of rides at a time in every process of the
     # store: a ride is stored and credited together, or not at all.
     with store.con.writer("rides"):
@@ -234,7 +237,14 @@ def ingest_rides(
         made: dict[str, dict[str, Any]] = {}
         if frames:
             rows = pl.concat(frames, how="vertical_relaxed")
-            made = credit_and_decide(store.con, rows, settings)[1]
+            # Screened before the lock: the rides of this request stored now
+            # (not stored ones sent again: their stored version is credited).
+            ours = (
+                screened.join(done.trips.select("trip_id"), on="trip_id", how="semi")
+                if screened is not None
+                else None
+            )
+            made = credit_and_decide(store.con, rows, settings, screened=ours)[1]
         # Decided now: answered from what was written; before: read back.
         earlier = {ids[i] for i in range(len(rides)) if i not in results} - set(made)
         decided = made | trip_decisions(store.con, sorted(earlier))

@@ -53,6 +53,45 @@ def balances(con) -> dict[str, tuple[int, int]]:
     return {r: (int(p), int(c)) for r, p, c in rows}
 
 
+def test_rides_screened_before_the_lock_are_decided_as_the_others(
+    tmp_path: Path,
+) -> None:
+    """``credit_and_decide`` given some rides already screened (as the
+    service does before taking the lock) writes the very ledger and exclusions
+    it writes screening them all itself: same entries in the same order, a
+    chain that verifies; rides it was not given screened, and screened rides
+    already decided, are handled as before."""
+    from emissions.credit import screen
+    from emissions.ledger import credit_and_decide
+
+    trips = city_rides(200, seed=7)
+    early = trips.head(50)
+    heads = []
+    for case in ("itself", "screened"):
+        con = open_store(tmp_path / f"{case}.duckdb", create=True)
+        try:
+            credit_trips(con, early, SETTINGS)  # decided before: skipped both ways
+            # Some decided already, then undecided ones with others both
+            # before and after them left for credit_and_decide to screen.
+            part = pl.concat([trips.slice(30, 40), trips.slice(100, 40)])
+            pre = screen(part, SETTINGS) if case == "screened" else None
+            credit_and_decide(con, trips, SETTINGS, screened=pre)
+            ledger = con.frame(
+                "SELECT entry_id, rider_id, trip_id, co2_mg, nox_mg, points, "
+                "distance_m, metro, ride_started_at FROM ledger ORDER BY entry_id"
+            )
+            assert verify_ledger(con).problems == ()
+            excluded = con.frame(
+                "SELECT trip_id, reason FROM credit_exclusions ORDER BY trip_id"
+            )
+            heads.append((ledger, excluded))
+        finally:
+            con.close()
+    (a, ax), (b, bx) = heads
+    assert a.height > 100 and ax.height > 0
+    assert a.equals(b) and ax.equals(bx)
+
+
 def test_credit_twice_is_a_no_op(store) -> None:
     trips = city_rides()
     first = credit_trips(store, trips, SETTINGS)

@@ -40,6 +40,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -149,27 +151,36 @@ def main() -> None:
         sys.exit("bench/api.py needs wrk: apt-get install wrk")
     OUT.mkdir(exist_ok=True)
     figures: dict[str, object] = {}
-    with tempfile.TemporaryDirectory(prefix="bikefleet-bench-api-") as work:
-        if a.baseline:
-            tree = Path(work) / "baseline"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(tree), a.baseline],
-                cwd=_HERE.parent,
-                check=True,
-                capture_output=True,
-            )
-            try:
-                print(f"-- baseline {a.baseline}")
-                figures[f"baseline {a.baseline}"] = measure(a, tree)
-            finally:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(tree)],
-                    cwd=_HERE.parent,
-                )
-            print("-- this tree")
-        figures["this tree"] = measure(a, None)
+    if a.baseline:
+        with checkout(a.baseline) as tree:
+            print(f"-- baseline {a.baseline}")
+            figures[f"baseline {a.baseline}"] = measure(a, tree)
+        print("-- this tree")
+    figures["this tree"] = measure(a, None)
     out = figures["this tree"] if len(figures) == 1 else figures
     (OUT / f"api-{a.store}.json").write_text(json.dumps(out, indent=2))
+
+
+@contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """Git revision ``rev`` in a temporary worktree, removed afterwards (the
+    benchmarks' ``--baseline``; run with this tree's virtualenv)."""
+    with tempfile.TemporaryDirectory(prefix="bikefleet-bench-rev-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), rev],
+            cwd=_HERE.parent,
+            check=True,
+            capture_output=True,
+        )
+        try:
+            yield tree
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(tree)],
+                cwd=_HERE.parent,
+                check=False,
+            )
 
 
 def measure(a: argparse.Namespace, code: Path | None) -> dict[str, object]:

@@ -30,7 +30,6 @@ import datetime as dt
 import importlib.util
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -195,19 +194,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rides-") as tmp:
         work = Path(tmp)
         if args.baseline:
-            tree = work / "baseline"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(tree), args.baseline],
-                cwd=_ROOT,
-                check=True,
-                capture_output=True,
-            )
-            try:
+            with _api_bench.checkout(args.baseline) as tree:
                 results[f"baseline {args.baseline}"] = run(tree, "baseline", args, work)
-            finally:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(tree)], cwd=_ROOT
-                )
         results[f"this tree, {args.store}, {args.workers} worker(s)"] = run(
             _ROOT, "current", args, work
         )

@@ -24,6 +24,7 @@ bench/out/zones.json.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 OUT = _HERE / "out"
@@ -86,6 +88,18 @@ def child(code: Path, zones: int, store: str, repeat: int) -> dict[str, float]:
     return {s: round(min(v), 3) for s, v in times.items()}
 
 
+def _bench_api() -> Any:
+    """bench/api.py (its ``checkout``), loaded by path: this folder is off
+    ``sys.path`` so that bench/api.py does not shadow the api package."""
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+    sys.path.insert(0, str(_HERE.parent))
+    spec = importlib.util.spec_from_file_location("bench_api", _HERE / "api.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run(code: Path, a: argparse.Namespace) -> dict[str, float]:
     out = subprocess.run(
         [
@@ -124,24 +138,10 @@ def main() -> None:
         print(json.dumps(child(Path(a.child), a.zones, a.store, a.repeat)))
         return
     results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-zones-") as tmp:
-        if a.baseline:
-            tree = Path(tmp) / "baseline"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(tree), a.baseline],
-                cwd=_HERE.parent,
-                check=True,
-                capture_output=True,
-            )
-            try:
-                results[f"baseline {a.baseline}"] = run(tree, a)
-            finally:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(tree)],
-                    cwd=_HERE.parent,
-                    check=False,
-                )
-        results["this tree"] = run(_HERE.parent, a)
+    if a.baseline:
+        with _bench_api().checkout(a.baseline) as tree:
+            results[f"baseline {a.baseline}"] = run(tree, a)
+    results["this tree"] = run(_HERE.parent, a)
     print(f"{a.zones:,} bays + 500 no-parking zones, {a.store}, best of {a.repeat}")
     print(f"{'stage':16s}" + "".join(f"{k:>22s}" for k in results))
     for s in STAGES:

@@ -146,9 +146,10 @@ def _version(con: Db) -> int:
     )
 
 
-def upgrade(con: Db) -> list[int]:
-    """Apply the migrations the store lacks, each in one transaction (one
-    upgrader at a time); return the versions applied."""
+def upgrade(con: Db, *, to: int = SCHEMA_VERSION) -> list[int]:
+    """Apply the migrations the store lacks, up to version ``to`` (an older
+    version: a store as an older bikefleet left it, for tests), in one
+    transaction (one upgrader at a time); return the versions applied."""
     done: list[int] = []
     with con.writer("schema_migrations"):
         con.script(_VERSIONS_SQL)
@@ -156,7 +157,7 @@ def upgrade(con: Db) -> list[int]:
         if have > SCHEMA_VERSION:
             raise _too_new(con, have)
         for m in MIGRATIONS:
-            if m.version <= have:
+            if m.version <= have or m.version > to:
                 continue
             sql = m.duckdb if con.dialect == "duckdb" else m.postgres
             if sql:

@@ -9,31 +9,11 @@ import datetime as dt
 import pytest
 
 from api.serve_cli import free_port
-from api.usecases.store import MIGRATIONS, SCHEMA_VERSION, Store, upgrade
+from api.usecases.store import SCHEMA_VERSION, Store, upgrade
 from fleet.db import PgDb
 from fleet.errors import SchemaVersionError
 from tests.api.apikit import cli
 from tests.pg import pg_schema
-
-
-def _migrate_to(url: str, version: int) -> None:
-    """Apply the migrations up to ``version`` only (a store an older
-    bikefleet left behind)."""
-    db = PgDb(url)
-    try:
-        db.script(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
-            "name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-        )
-        for m in MIGRATIONS[:version]:
-            if m.postgres:
-                db.script(m.postgres)
-            db.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                [m.version, m.name, dt.datetime.now(dt.UTC)],
-            )
-    finally:
-        db.close()
 
 
 def _image_storage(url: str) -> str:
@@ -51,7 +31,11 @@ def _image_storage(url: str) -> str:
 
 def test_db_upgrade_brings_an_older_schema_to_this_version() -> None:
     with pg_schema(upgraded=False) as url:
-        _migrate_to(url, 5)
+        db = PgDb(url)
+        try:
+            upgrade(db, to=5)  # as the bikefleet before index images
+        finally:
+            db.close()
         assert _image_storage(url) == "x"  # PostgreSQL's default: compressed
         status = cli("db", "status", "--db", url)
         assert status.returncode == 0, status.stderr

@@ -116,13 +116,23 @@ def test_a_type_without_an_encoder_goes_through_csv(db: PgDb) -> None:
 
 def test_prepare_loads_the_packer_the_first_copy_uses() -> None:
     """``prepare`` (a service warms its ride path with it) loads the very
-    overload ``binary_rows`` calls: the copy after it compiles nothing more."""
-    from fleet._copy_kernel import pack_rows
-    from fleet.pgcopy import binary_rows, prepare
+    overload ``binary_rows`` calls: the copy after it compiles nothing more.
+    In a fresh process: another test's copy must not have loaded it first."""
+    import subprocess
+    import sys
 
-    prepare()
-    loaded = list(pack_rows.signatures)
-    assert loaded
-    rows = pl.DataFrame({"a": [1, None, 3], "b": ["x", "yy", None]})
-    pieces = list(binary_rows(rows, [20, 25]))  # BIGINT, TEXT
-    assert pieces and pack_rows.signatures == loaded
+    code = (
+        "import polars as pl\n"
+        "from fleet._copy_kernel import pack_rows\n"
+        "from fleet.pgcopy import binary_rows, prepare\n"
+        "assert not pack_rows.signatures\n"
+        "prepare()\n"
+        "loaded = list(pack_rows.signatures)\n"
+        "rows = pl.DataFrame({'a': [1, None, 3], 'b': ['x', 'yy', None]})\n"
+        "assert list(binary_rows(rows, [20, 25]))\n"  # BIGINT, TEXT
+        "print(len(loaded), len(pack_rows.signatures))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["1", "1"]

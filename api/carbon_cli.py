@@ -11,7 +11,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from api.clikit import CityOpt, DbOpt, friendly, out, parse_date, progress
+from api.clikit import (
+    CityOpt,
+    DbOpt,
+    NiceOpt,
+    friendly,
+    out,
+    parse_date,
+    progress,
+    run_nice,
+)
 from api.usecases.carbon import (
     credit_rides,
     emissions_report,
@@ -44,12 +53,16 @@ ledger_app = typer.Typer(
 
 @friendly
 def credit(
-    db: DbOpt = None, city: CityOpt = None, settings: SettingsOpt = None
+    db: DbOpt = None,
+    city: CityOpt = None,
+    settings: SettingsOpt = None,
+    nice: NiceOpt = None,
 ) -> None:
     """Credit every ride in the store not yet credited (idempotent; progress bar).
 
     Example: bikefleet credit --db data/bikefleet.duckdb
     """
+    run_nice(nice)
     cfg = load_settings(settings)
     with Store.open(db) as store, progress() as bar:
         task = bar.add_task("crediting rides", total=None)

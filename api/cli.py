@@ -21,11 +21,13 @@ from api import carbon_cli, plan_cli, serve_cli
 from api.clikit import (
     CityOpt,
     DbOpt,
+    NiceOpt,
     ResOpt,
     friendly,
     out,
     parse_date,
     progress,
+    run_nice,
     section,
 )
 from api.db_cli import db_app
@@ -148,6 +150,7 @@ def ingest(
     db: DbOpt = None,
     city: CityOpt = None,
     res: ResOpt = DEFAULT_RES,
+    nice: NiceOpt = None,
 ) -> None:
     """Load trip files of any supported format (detected from the header).
 
@@ -156,6 +159,7 @@ def ingest(
 
     Example: bikefleet ingest data/synth --db data/bikefleet.duckdb
     """
+    run_nice(nice)
     files = expand_paths(paths)
     with Store.open(db, create=True) as store:
         reports = _ingest(store, files, city=city, res=res)

@@ -224,3 +224,46 @@ def test_singapore_snapshot_export(tmp_path: Path) -> None:
     assert bikes["cell"].str.len_chars().eq(15).all()
     r = cli("demand", "--db", db)
     assert "tested on 2017-09-17" in r.stdout
+
+
+def _niceness_after(nice: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import os; from api.clikit import run_nice; "
+        f"run_nice({nice}); print(os.getpriority(os.PRIO_PROCESS, 0))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **env},
+        timeout=60,
+    )
+
+
+def test_daily_jobs_run_below_the_service() -> None:
+    # ingest and credit lower themselves (beside a serving service a job at
+    # nice 0 took half the parking checks' rate): 10 unless told.
+    assert _niceness_after("None", {}).stdout.split() == ["10"]
+    assert _niceness_after("None", {"BIKEFLEET_JOB_NICE": "15"}).stdout.split() == [
+        "15"
+    ]
+    assert _niceness_after("3", {"BIKEFLEET_JOB_NICE": "15"}).stdout.split() == ["3"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "api.cli", "credit", "--db", "nowhere.duckdb"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            "BIKEFLEET_JOB_NICE": "lots",
+        },
+        timeout=60,
+    )
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.startswith("error: BIKEFLEET_JOB_NICE='lots' is not")
+    for command in ("ingest data/none", "credit"):
+        r = cli(*command.split(), "--nice", "20", "--db", "nowhere.duckdb")
+        assert r.returncode == 2 and "--nice" in r.stderr, r.stderr
+        assert "--nice" in cli(*command.split(), "--help").stdout

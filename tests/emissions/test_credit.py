@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from emissions.config import load_factors, load_settings
-from emissions.credit import assess
+from emissions.credit import _decide_frame, _decide_rows, assess, screen
 from emissions.errors import FactorError
 from emissions.types import REASONS
 from tests.emissions.ridekit import T0, frame, ride
@@ -176,3 +181,51 @@ def test_bad_settings_are_named(tmp_path: Path) -> None:
         load_settings(s)
     with pytest.raises(FactorError, match="no factor table 'nope'"):
         load_factors("nope")
+
+
+#: Mostly clean rides of three riders over two days (so that rider-days reach
+#: the cap), some of them failing a rule, some in a city without a metro.
+_SOME_RIDE = st.fixed_dictionaries(
+    {
+        "rider": st.sampled_from(["R1", "R2", "R3", "R1", "R2", None]),
+        "vehicle": st.sampled_from(["bike", "ebike"]),
+        "city": st.sampled_from(["beijing", "austin", "singapore"]),
+        "metres": st.one_of(st.none(), st.floats(500, 5_000), st.floats(0, 60_000)),
+        "minutes": st.one_of(st.floats(8, 40), st.floats(0, 200)),
+        "north_m": st.floats(300, 2_000),
+        "start": st.integers(0, 2 * 24 * 60).map(
+            lambda m: T0 + dt.timedelta(minutes=m)
+        ),
+    }
+)
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    rides=st.lists(_SOME_RIDE, max_size=90),
+    credited=st.lists(st.one_of(st.none(), st.integers(0, 6)), max_size=8),
+    cap=st.integers(1, 6),
+)
+def test_a_few_rides_are_decided_row_by_row_as_polars_decides_them(
+    settings, rides, credited, cap
+) -> None:
+    # decide() takes the rows for small groups (the service's) and polars for
+    # large ones (bikefleet credit): both must give the very same frame. A low
+    # cap, so that rider-days reach it with and without earlier credits.
+    settings = replace(settings, rules=replace(settings.rules, daily_cap_rides=cap))
+    trips = frame([ride(f"t{i:03d}", **r) for i, r in enumerate(rides)])
+    screened = screen(trips, settings) if rides else None
+    if screened is None:
+        return
+    days = (
+        screened.select("rider_id", "local_date")
+        .drop_nulls()
+        .unique(maintain_order=True)
+    )
+    prior = None
+    if credited and days.height:
+        n = min(len(credited), days.height)
+        prior = days.head(n).with_columns(pl.Series("credited", credited[:n], pl.Int64))
+    assert _decide_rows(screened, settings, prior).equals(
+        _decide_frame(screened, settings, prior)
+    )

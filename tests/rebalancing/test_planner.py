@@ -220,6 +220,56 @@ def test_failure_probabilities_match_poisson() -> None:
     assert over.max() == 0.0
 
 
+def _absorbed_by_arrays(
+    lam: np.ndarray, mu: np.ndarray, k: int, *, stockout: bool
+) -> np.ndarray:
+    """The chain stepped as whole arrays, every unit and start stock at once:
+    the form the compiled loop replaced (21.8 s on 2,373 units), kept as the
+    reference it must equal."""
+    units, hours = lam.shape
+    p = np.zeros((units, k, k))
+    idx = np.arange(k)
+    p[:, idx, idx] = 1.0
+    absorbed = np.zeros((units, k))
+    for h in range(hours):
+        steps = max(12, math.ceil(float((lam[:, h] + mu[:, h]).max()) * 2))
+        a = (lam[:, h] / steps)[:, None, None]
+        d = (mu[:, h] / steps)[:, None, None]
+        for _ in range(steps):
+            new = p * (1 - a - d)
+            new[:, :, 1:] += p[:, :, :-1] * a
+            new[:, :, :-1] += p[:, :, 1:] * d
+            if stockout:
+                absorbed += p[:, :, 0] * d[:, :, 0]
+                new[:, :, -1] += p[:, :, -1] * a[:, :, 0]
+            else:
+                absorbed += p[:, :, -1] * a[:, :, 0]
+                new[:, :, 0] += p[:, :, 0] * d[:, :, 0]
+            p = new
+    return np.clip(absorbed, 0.0, 1.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    units=st.integers(1, 6),
+    hours=st.integers(1, 3),
+    capacity=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_failure_probabilities_equal_the_array_form(
+    units: int, hours: int, capacity: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(0.7, 6.0, (units, hours))
+    mu = rng.gamma(0.7, 6.0, (units, hours))
+    lam[rng.random((units, hours)) < 0.2] = 0.0  # quiet hours too
+    out, over = failure_probabilities(lam, mu, capacity)
+    k = capacity + 1
+    # The same arithmetic in the same order: equal to the last bit.
+    assert np.array_equal(out, _absorbed_by_arrays(lam, mu, k, stockout=True))
+    assert np.array_equal(over, _absorbed_by_arrays(lam, mu, k, stockout=False))
+
+
 def test_target_intervals() -> None:
     units = pl.DataFrame(
         {

@@ -49,6 +49,7 @@ from fleet.db import Db
 __all__ = [
     "LEDGER_SCHEMA_SQL",
     "CreditSummary",
+    "Decided",
     "LedgerCheck",
     "credit_and_decide",
     "credit_store",
@@ -313,30 +314,50 @@ def credit_trips(con: Db, trips: pl.DataFrame, settings: Settings) -> CreditSumm
     return _credit(con, trips, settings)[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What one crediting run wrote: the ledger entries (the first 250,000:
+    ``_append`` keeps one chunk) and the exclusions, as frames."""
+
+    written: pl.DataFrame
+    excluded: pl.DataFrame
+
+    def trip_ids(self) -> set[str]:
+        """The trips decided (cheap: no row objects)."""
+        ids = set(self.written["trip_id"].to_list()) if self.written.height else set()
+        if self.excluded.height:
+            ids.update(self.excluded["trip_id"].to_list())
+        return ids
+
+    def decisions(self) -> dict[str, dict[str, Any]]:
+        """Each trip's decision as ``trip_decisions`` gives it (a dict a row:
+        a caller holding a lock builds them once it has let go)."""
+        made: dict[str, dict[str, Any]] = {
+            e["trip_id"]: {"status": "credited", "entry": e, "reversal": None}
+            for e in self.written.to_dicts()
+        }
+        for x in self.excluded.to_dicts():
+            made[x["trip_id"]] = {"status": "excluded", "exclusion": x}
+        return made
+
+
 def credit_and_decide(
     con: Db,
     trips: pl.DataFrame,
     settings: Settings,
     *,
     screened: pl.DataFrame | None = None,
-) -> tuple[CreditSummary, dict[str, dict[str, Any]]]:
-    """``credit_trips``, and the decisions it made, as ``trip_decisions``
-    gives them: the service answers each ride from what was written instead
-    of reading it back. Rides decided before are not in it, nor credits past
-    the first 250,000 of a batch (``_append`` keeps one chunk): ask
+) -> tuple[CreditSummary, Decided]:
+    """``credit_trips``, and what it wrote: the service answers each ride from
+    that (``Decided.decisions``) instead of reading it back. Rides decided
+    before are not in it, nor credits past the first 250,000 of a batch: ask
     ``trip_decisions`` for those.
 
     ``screened``: ``emissions.credit.screen`` of some of these rides (one row
     per trip id, the very rows of ``trips``), done before the caller took a
     lock; the rest are screened here, inside the ledger's."""
     summary, written, excluded = _credit(con, trips, settings, screened)
-    made: dict[str, dict[str, Any]] = {
-        e["trip_id"]: {"status": "credited", "entry": e, "reversal": None}
-        for e in written.to_dicts()
-    }
-    for x in excluded.to_dicts():
-        made[x["trip_id"]] = {"status": "excluded", "exclusion": x}
-    return summary, made
+    return summary, Decided(written, excluded)
 
 
 def _screened(

@@ -25,7 +25,7 @@ import polars as pl
 
 from api.usecases.store import Store
 from emissions.credit import screen
-from emissions.ledger import credit_and_decide, trip_decisions
+from emissions.ledger import Decided, credit_and_decide, trip_decisions
 from emissions.types import Settings
 from fleet.cells import DEFAULT_RES
 from fleet.io import SourceBatch
@@ -234,7 +234,7 @@ def ingest_rides(
         frames = [done.trips.select(TRIP_COLUMNS)] if done.trips.height else []
         if stored:
             frames.append(known)
-        made: dict[str, dict[str, Any]] = {}
+        made: Decided | None = None
         if frames:
             rows = pl.concat(frames, how="vertical_relaxed")
             # Screened before the lock: the rides of this request stored now
@@ -246,20 +246,24 @@ def ingest_rides(
             )
             made = credit_and_decide(store.con, rows, settings, screened=ours)[1]
         # Decided now: answered from what was written; before: read back.
-        earlier = {ids[i] for i in range(len(rides)) if i not in results} - set(made)
-        decided = made | trip_decisions(store.con, sorted(earlier))
-        for i, tid in enumerate(ids):
-            if i in results:
-                continue
-            found = decided.get(tid)
-            if found is None:  # a repeat of a ride rejected earlier in this batch
-                j = first_of[tid]
-                results[i] = results[j]
-                continue
-            results[i] = RideResult(
-                tid,
-                str(found["status"]),
-                tid in stored or first_of.get(tid) != i,
-                decision=found,
-            )
+        just = made.trip_ids() if made is not None else set()
+        earlier = {ids[i] for i in range(len(rides)) if i not in results} - just
+        before = trip_decisions(store.con, sorted(earlier))
+    # The answers are built once the lock is let go (a dict a ride: 60 ms of
+    # a 10,000-ride batch that the other workers' rides no longer wait for).
+    decided = (made.decisions() if made is not None else {}) | before
+    for i, tid in enumerate(ids):
+        if i in results:
+            continue
+        found = decided.get(tid)
+        if found is None:  # a repeat of a ride rejected earlier in this batch
+            j = first_of[tid]
+            results[i] = results[j]
+            continue
+        results[i] = RideResult(
+            tid,
+            str(found["status"]),
+            tid in stored or first_of.get(tid) != i,
+            decision=found,
+        )
     return [results[i] for i in range(len(rides))]

@@ -167,9 +167,10 @@ def screen(trips: pl.DataFrame, settings: Settings) -> pl.DataFrame:
 
 
 #: Up to this many rides ``decide`` works row by row in Python: polars spends
-#: 0.1-0.3 ms on each operation whatever the size, 4 ms for the dozen it takes
-#: on a service's group of 17 rides (under the ledger's lock), against 0.2 ms
-#: row by row. Both ways give the same frame (``tests/emissions/test_credit.py``).
+#: 0.1-0.3 ms on each operation whatever the size, 4.4 ms for the dozen it
+#: takes on a service's group of 17 rides (under the ledger's lock), against
+#: 0.35 ms row by row. Both ways give the same frame
+#: (``tests/emissions/test_credit.py``).
 SMALL_ROWS = 256
 
 

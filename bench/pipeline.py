@@ -112,21 +112,24 @@ def measure(root: Path, store: str | None) -> dict[str, float]:
         from tests.pg import pg_schema
 
         with pg_schema() as url:
+            result["store_pg_1_s"] = _ingest(url, files, writers=1)
+        with pg_schema() as url:
             result["store_pg_s"] = _ingest(url, files)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     del pl
     return result
 
 
-def _ingest(db: str, files: list[Path]) -> float:
-    """Seconds to load ``files`` into the store ``db`` (one transaction each)."""
+def _ingest(db: str, files: list[Path], writers: int | None = None) -> float:
+    """Seconds to load ``files`` into the store ``db`` as ``bikefleet ingest``
+    does (``ingest_files``: a transaction per file, the next files read while
+    the store takes these; ``writers`` files at once, default the store's)."""
+    from api.usecases.fleet import ingest_files
     from api.usecases.store import Store
-    from fleet.ingest import ingest_file
 
     with Store.open(db, create=True) as store:
         s = time.perf_counter()
-        for f in files:
-            ingest_file(store.con, f)
+        ingest_files(store, files, city=None, res=9, writers=writers)
         return time.perf_counter() - s
 
 
@@ -168,11 +171,18 @@ def report(trips: int, r: dict[str, float]) -> None:
             f"{'ingest to DuckDB':<16}{r['store_s']:>10.2f}{n / r['store_s']:>14,.0f}"
             "   (read+validate+index+store, one transaction per partition)"
         )
+    if "store_pg_1_s" in r:
+        s = r["store_pg_1_s"]
+        print(
+            f"{'ingest to PG, 1':<16}{s:>10.2f}{n / s:>14,.0f}"
+            "   (PostgreSQL, one file stored at a time)"
+        )
     if "store_pg_s" in r:
         s = r["store_pg_s"]
         print(
             f"{'ingest to PG':<16}{s:>10.2f}{n / s:>14,.0f}"
-            "   (the same into PostgreSQL: COPY, unique trip_id index)"
+            "   (the same into PostgreSQL: COPY, unique trip_id index; "
+            "2 files stored at once)"
         )
     print(f"peak memory (max RSS): {r['peak_rss_mb']:,.0f} MB")
 

@@ -151,6 +151,17 @@ def ingest(
     city: CityOpt = None,
     res: ResOpt = DEFAULT_RES,
     nice: NiceOpt = None,
+    writers: Annotated[
+        int,
+        typer.Option(
+            help="Files stored at once, each in its own transaction on its own "
+            "connection (PostgreSQL; a DuckDB store takes one at a time). Two "
+            "load faster when nothing else runs, and take more from a service "
+            "beside the job.",
+            min=1,
+            max=8,
+        ),
+    ] = 1,
 ) -> None:
     """Load trip files of any supported format (detected from the header).
 
@@ -162,12 +173,17 @@ def ingest(
     run_nice(nice)
     files = expand_paths(paths)
     with Store.open(db, create=True) as store:
-        reports = _ingest(store, files, city=city, res=res)
+        reports = _ingest(store, files, city=city, res=res, writers=writers)
     _print_ingest(reports)
 
 
 def _ingest(
-    store: Store, files: list[Path], *, city: str | None, res: int
+    store: Store,
+    files: list[Path],
+    *,
+    city: str | None,
+    res: int,
+    writers: int = 1,
 ) -> list[IngestReport]:
     with progress() as bar:
         task = bar.add_task("ingest", total=len(files))
@@ -179,7 +195,9 @@ def _ingest(
             seen.append(f)
             bar.update(task, description=f"ingest {f.name}")
 
-        reports = ingest_files(store, files, city=city, res=res, on_file=one)
+        reports = ingest_files(
+            store, files, city=city, res=res, on_file=one, writers=writers
+        )
         bar.update(task, completed=len(files))
     return reports
 

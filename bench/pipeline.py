@@ -114,16 +114,16 @@ def measure(root: Path, store: str | None) -> dict[str, float]:
         with pg_schema() as url:
             result["store_pg_1_s"] = _ingest(url, files, writers=1)
         with pg_schema() as url:
-            result["store_pg_s"] = _ingest(url, files)
+            result["store_pg_s"] = _ingest(url, files, writers=2)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     del pl
     return result
 
 
 def _ingest(db: str, files: list[Path], writers: int | None = None) -> float:
-    """Seconds to load ``files`` into the store ``db`` as ``bikefleet ingest``
-    does (``ingest_files``: a transaction per file, the next files read while
-    the store takes these; ``writers`` files at once, default the store's)."""
+    """Seconds to load ``files`` into the store ``db`` as ``bikefleet ingest
+    [--writers N]`` does (``ingest_files``: a transaction per file, the next
+    files read while the store takes these, ``writers`` files at once)."""
     from api.usecases.fleet import ingest_files
     from api.usecases.store import Store
 
@@ -182,7 +182,7 @@ def report(trips: int, r: dict[str, float]) -> None:
         print(
             f"{'ingest to PG':<16}{s:>10.2f}{n / s:>14,.0f}"
             "   (the same into PostgreSQL: COPY, unique trip_id index; "
-            "2 files stored at once)"
+            "--writers 2: 2 files stored at once)"
         )
     print(f"peak memory (max RSS): {r['peak_rss_mb']:,.0f} MB")
 

@@ -263,6 +263,9 @@ def test_daily_jobs_run_below_the_service() -> None:
     )
     assert bad.returncode == 2, bad.stderr
     assert bad.stderr.startswith("error: BIKEFLEET_JOB_NICE='lots' is not")
+    assert "--writers" in cli("ingest", "--help").stdout
+    r = cli("ingest", "data/none", "--writers", "0", "--db", "nowhere.duckdb")
+    assert r.returncode == 2 and "--writers" in r.stderr, r.stderr
     for command in ("ingest data/none", "credit"):
         r = cli(*command.split(), "--nice", "20", "--db", "nowhere.duckdb")
         assert r.returncode == 2 and "--nice" in r.stderr, r.stderr

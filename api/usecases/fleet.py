@@ -87,14 +87,15 @@ def ingest_files(
 
     def store_one(prepared: Future[Prepared]) -> IngestReport:
         own = store.cursor()
+        tries = 5 if writers > 1 else 1
         try:
-            for attempt in range(5):
+            for attempt in range(tries):
                 try:
                     return store_prepared(own.con, prepared.result())
                 except own.con.conflicts:
                     # Two files in flight that share trip ids can deadlock
                     # (PostgreSQL aborts one): that one is stored again.
-                    if attempt == 4:
+                    if attempt == tries - 1:
                         raise
             raise AssertionError("unreachable")
         finally:

@@ -8,7 +8,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -70,8 +70,9 @@ ResOpt = Annotated[
 ]
 
 #: A daily job's CPU priority unless told (``nice``): beside a serving
-#: service, a job at 10 left the parking checks 86 % of their rate, one at 0
-#: about 55 % (``bench/beside.py``); on an idle machine it changes nothing.
+#: service, ingest and credit at 10 left the parking checks 81-86 % of their
+#: rate, at 0 about 55-63 % (``bench/beside.py``); on an idle machine it
+#: changes nothing.
 JOB_NICE = 10
 
 NiceOpt = Annotated[
@@ -90,14 +91,10 @@ def run_nice(nice: int | None) -> None:
     """Lower this process to ``nice`` (default ``$BIKEFLEET_JOB_NICE``, else
     ``JOB_NICE``); never raises it, which would need privileges."""
     if nice is None:
-        raw = os.environ.get("BIKEFLEET_JOB_NICE", "").strip()
-        try:
-            nice = int(raw) if raw else JOB_NICE
-        except ValueError:
+        raw = os.environ.get("BIKEFLEET_JOB_NICE", "").strip() or str(JOB_NICE)
+        if not (raw.isdigit() and 0 <= int(raw) <= 19):
             fail(f"BIKEFLEET_JOB_NICE={raw!r} is not a whole number from 0 to 19")
-            return
-        if not 0 <= nice <= 19:
-            fail(f"BIKEFLEET_JOB_NICE={raw!r} is not a whole number from 0 to 19")
+        nice = int(raw)
     with contextlib.suppress(OSError):
         if nice > os.getpriority(os.PRIO_PROCESS, 0):
             os.setpriority(os.PRIO_PROCESS, 0, nice)
@@ -127,7 +124,7 @@ def section(title: str) -> None:
         out.print(f"== {title} ==")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Print ``error: message`` on one line and exit with status 2."""
     typer.echo(f"error: {' '.join(message.split())}", err=True)
     raise typer.Exit(2)

@@ -127,7 +127,7 @@ def _per_group(port: int) -> float:
 def _batches(port: int, key: str, connections: int = 1, tag: str = "B") -> float:
     """Rides/s of 5 batches of 10,000 distinct rides per connection, sent one
     after another on each of ``connections`` keep-alive connections at once
-    (the client's JSON encoding and decoding included, as a client pays it)."""
+    (bodies encoded beforehand; the answers decoded within the time)."""
     t0 = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
     h = {"Authorization": f"Bearer {key}"}
     bodies = [

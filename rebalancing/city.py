@@ -8,9 +8,10 @@ is 3.9 GiB. Past ``DENSE_MAX_NODES`` nodes a plan is made by decomposition:
    they can move (of surplus and of deficit) are planned; the rest are left
    undone (listed as skipped), as they would be anyway;
 2. ``territories``: those units are split into one territory per truck by
-   recursive bisection across the longer side, each cut balancing the work on
-   either side (bikes to handle, so that each truck gets about a shift's worth
-   of it): every unit falls in exactly one territory, its chunks with it;
+   recursive bisection across the longer side, each cut sharing out the bikes
+   a truck can move within a territory (its surplus matched by its deficit),
+   so that each truck gets about a shift's worth of it: every unit falls in
+   exactly one territory, its chunks with it;
 3. each territory is a small dense instance (its nodes and the depot nearest
    it, one truck), solved by OR-Tools in a pool of processes (both cores)
    within ``FIRST_PASS`` of the time limit;
@@ -32,6 +33,7 @@ the shift: the bar any plan is compared with.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import multiprocessing
@@ -108,26 +110,57 @@ def focus(
     return keep
 
 
-def territories(x: Floats, y: Floats, work: Floats, k: int) -> list[Ints]:
-    """Split points (metres) into ``k`` groups of about equal ``work`` by
-    recursive bisection across the longer side; each point in exactly one
-    group (a group may be empty only when there are fewer points than k)."""
+def territories(x: Floats, y: Floats, give: Floats, take: Floats, k: int) -> list[Ints]:
+    """Split points (metres) with bikes to ``give`` and to ``take`` into ``k``
+    groups by recursive bisection across the longer side; each point in
+    exactly one group (a group may be empty only when there are fewer points
+    than k).
+
+    Each cut shares out the bikes a truck can move within a group,
+    ``min(give, take)`` of it (surplus a territory cannot drop off inside it
+    rides back to the depot), in proportion to the groups either side; ties
+    go to the cut that shares the bikes to handle, ``give + take``, best. A
+    cut across the shorter side is taken when it shares them clearly better
+    (surplus west, deficit east: every cut across the longer side leaves one
+    side nothing to move)."""
     out: list[Ints] = []
+    work = give + take + 1e-9  # every point weighs a little
 
     def split(idx: Ints, parts: int) -> None:
         if parts == 1 or len(idx) <= 1:
             out.append(idx)
             out.extend(np.zeros(0, np.int64) for _ in range(parts - 1))
             return
-        xs, ys = x[idx], y[idx]
-        axis = xs if np.ptp(xs) >= np.ptp(ys) else ys
-        order = idx[np.argsort(axis, kind="stable")]
         left = parts // 2
-        w = np.cumsum(work[order] + 1e-9)  # every point weighs a little
-        cut = int(np.searchsorted(w, w[-1] * left / parts))
-        cut = min(max(cut, 1), len(order) - 1)
+        right = parts - left
+        xs, ys = x[idx], y[idx]
+        longer, shorter = (xs, ys) if np.ptp(xs) >= np.ptp(ys) else (ys, xs)
+        best: tuple[float, Ints, int] | None = None
+        # Across the longer side; across the shorter one only when that shares
+        # the bikes to move out clearly better (all surplus on one side).
+        for axis, handicap in ((longer, 0.0), (shorter, 0.05)):
+            order = idx[np.argsort(axis, kind="stable")]
+            # Cutting after position i (i < len - 1) leaves order[: i + 1] left.
+            g, t, w = (np.cumsum(v[order])[:-1] for v in (give, take, work))
+            big_g, big_t, big_w = (
+                give[order].sum(),
+                take[order].sum(),
+                work[order].sum(),
+            )
+            ml, mr = np.minimum(g, t), np.minimum(big_g - g, big_t - t)
+            # What either side can move, against its share of what all can.
+            share = min(big_g, big_t) / parts
+            score = (np.abs(ml - share * left) + np.abs(mr - share * right)) / (
+                share * parts + 1e-9
+            )
+            score += 0.1 * np.abs(w * right - (big_w - w) * left) / (parts * big_w)
+            i = int(np.argmin(score))
+            if best is None or score[i] + handicap < best[0]:
+                best = (float(score[i]) + handicap, order, i + 1)
+        assert best is not None
+        _, order, cut = best
         split(order[:cut], left)
-        split(order[cut:], parts - left)
+        split(order[cut:], right)
 
     split(np.arange(len(x), dtype=np.int64), k)
     return out
@@ -156,6 +189,7 @@ def _sub_instance(
         handling_s_per_bike=inst.handling_s_per_bike,
         penalty_per_bike=inst.penalty_per_bike,
         start_load_free=inst.start_load_free,
+        penalise_back=True,
         unit_of=tuple(inst.unit_of[i] for i in sub),
         unit_stock={u: stock[u] for u in units if u in stock},
         objective=inst.objective,
@@ -200,7 +234,7 @@ def solve_by_territory(
     k = max(1, math.ceil(inst.vehicles / TRUCKS_PER_TERRITORY))
     trucks = [inst.vehicles // k + (t < inst.vehicles % k) for t in range(k)]
     groups = [
-        chosen[g] for g in territories(ux[near], uy[near], (give + take)[near], k)
+        chosen[g] for g in territories(ux[near], uy[near], give[near], take[near], k)
     ]
     nodes_of = [np.flatnonzero(np.isin(unit_idx, g)) + d0 for g in groups]
     # Each territory's truck sets out from the depot nearest its centre of work.
@@ -283,7 +317,12 @@ def solve_by_territory(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     nodes_of = [_nodes(s)[1:] for s in subs]
-    return _merge(inst, subs, found, time.perf_counter() - t0), nodes_of, exchanged
+    merged = _top_up(inst, _merge(inst, subs, found, 0.0))
+    return (
+        dataclasses.replace(merged, seconds=time.perf_counter() - t0),
+        nodes_of,
+        exchanged,
+    )
 
 
 def _run(
@@ -394,6 +433,118 @@ def _merge(
         inst.penalty_per_bike or 0.0
     )
     return Solution(tuple(routes), skipped, arc + penalty, arc, secs, "territories")
+
+
+def _top_up(inst: Instance, sol: Solution) -> Solution:
+    """Trucks with time left after their territory take what no territory
+    served, as ops would by hand: from the last stop, fill up at the nearest
+    chunks to pick up (while the nearest chunk to drop off is no nearer),
+    empty into the nearest chunks to drop off, again, while the shift allows
+    the next stop and the way back to the depot. Territories are cut before
+    the search knows where bikes will be short: a truck whose territory ran
+    out of deficit early can carry its surplus to the next one. Trucks without
+    a route set out from the depot nearest the work left."""
+    h, q = inst.handling_s_per_bike, inst.capacity_bikes
+    shift = inst.shift_s
+    if shift is None or inst.time_s is None or not sol.skipped:
+        return sol
+    dem = inst.demand_bikes.astype(np.int64)
+    names, unit = np.unique(np.array(inst.unit_of, dtype=object), return_inverse=True)
+    # Bikes each unit can still give (its stock, when known, less what trucks take).
+    room = np.array([(inst.unit_stock or {}).get(u, 1 << 40) for u in names], np.int64)
+    # The truck that serves a unit (-1: none yet): one truck per unit, always.
+    owner = np.full(len(names), -1, np.int64)
+    for k, r in enumerate(sol.routes):
+        for st in r.stops:
+            owner[unit[st.node]] = k
+            if st.bikes > 0:
+                room[unit[st.node]] -= st.bikes
+    open_ = np.zeros(inst.n, bool)
+    open_[list(sol.skipped)] = True
+
+    def secs(a: int, to: Ints) -> Floats:
+        return np.asarray(inst.time_s.block(np.array([a]), to)[0], np.float64)
+
+    def nearest(here: int, mask: npt.NDArray[np.bool_]) -> tuple[int, float]:
+        idx = np.flatnonzero(mask)
+        if len(idx) == 0:
+            return -1, math.inf
+        tt = secs(here, idx)
+        k = int(np.argmin(tt))
+        return int(idx[k]), float(tt[k])
+
+    # Each truck's depot, start load and stops so far; then trucks with none.
+    plans: list[tuple[int, int, list[int]]] = [
+        (r.depot, r.start_load, [st.node for st in r.stops]) for r in sol.routes
+    ]
+    for _ in range(inst.vehicles - len(plans)):
+        first, _t = nearest(0, open_ & (dem > 0))
+        if first < 0:
+            break
+        home = int(np.argmin(secs(first, np.arange(inst.depots, dtype=np.int64))))
+        plans.append((home, 0, []))
+    grown = False
+    out: list[list[int]] = []
+    for truck, (depot, start, nodes) in enumerate(plans):
+        mine = (owner[unit] < 0) | (owner[unit] == truck)
+        t, load, here = 0.0, start, depot
+        for i in nodes:
+            t += float(inst.time_s[here, i]) + abs(int(dem[i])) * h
+            load += int(dem[i])
+            here = i
+        nodes = list(nodes)
+        while True:
+            can = open_ & mine
+            pick_mask = can & (dem > 0) & (dem <= q - load) & (dem <= room[unit])
+            drop_mask = can & (dem < 0) & (-dem <= load)
+            j, tj = nearest(here, pick_mask)
+            k, tk = nearest(here, drop_mask)
+            go = -1
+            if j >= 0 and (k < 0 or tj < tk or load == 0):
+                # Worth it only if a drop-off can follow within the shift.
+                after, ta = nearest(j, can & (dem < 0))
+                back = float(inst.time_s[after, depot]) if after >= 0 else math.inf
+                if t + tj + dem[j] * h + ta - dem[after] * h + back <= shift:
+                    go = j
+            back_k = float(inst.time_s[k, depot]) if k >= 0 else math.inf
+            if go < 0 and t + tk - dem[k] * h + back_k <= shift:
+                go = k
+            if go < 0:
+                break
+            t += float(inst.time_s[here, go]) + abs(int(dem[go])) * h
+            load += int(dem[go])
+            if dem[go] > 0:
+                room[unit[go]] -= dem[go]
+            if owner[unit[go]] < 0:
+                owner[unit[go]] = truck
+                mine |= unit == unit[go]
+            open_[go] = False
+            nodes.append(go)
+            here = go
+            grown = True
+        out.append(nodes)
+    if not grown:
+        return sol
+    routes: list[Route] = []
+    for (depot, start, _), nodes in zip(plans, out, strict=True):
+        if not nodes:
+            continue
+        t, load, here, cost = 0.0, start, depot, 0.0
+        stops = []
+        for i in nodes:
+            t += float(inst.time_s[here, i])
+            cost += float(inst.cost[here, i])
+            load += int(dem[i])
+            stops.append(Stop(i, int(dem[i]), load, t))
+            t += abs(int(dem[i])) * h
+            here = i
+        t += float(inst.time_s[here, depot])
+        cost += float(inst.cost[here, depot])
+        routes.append(Route(len(routes), start, tuple(stops), cost, t, depot))
+    skipped = tuple(int(i) for i in np.flatnonzero(open_) if i >= inst.depots)
+    arc = float(sum(r.cost for r in routes))
+    penalty = sum(abs(int(dem[i])) for i in skipped) * (inst.penalty_per_bike or 0.0)
+    return Solution(tuple(routes), skipped, arc + penalty, arc, sol.seconds, sol.method)
 
 
 @dataclass(frozen=True, slots=True)

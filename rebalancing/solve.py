@@ -162,6 +162,12 @@ def solve_routing(
     routing.AddDimensionWithVehicleCapacity(
         load, 0, [inst.capacity_bikes] * v, not inst.start_load_free, "load"
     )
+    if inst.penalise_back and inst.penalty_per_bike:
+        loads = routing.GetDimensionOrDie("load")
+        for k in range(v):
+            loads.SetCumulVarSoftUpperBound(
+                routing.End(k), 0, round(inst.penalty_per_bike)
+            )
     if inst.time_s is not None and inst.shift_s is not None:
         h = inst.handling_s_per_bike
         secs = np.ceil(inst.time_s + (np.abs(inst.demand_bikes) * h)[:, None]).astype(

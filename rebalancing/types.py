@@ -137,6 +137,9 @@ class Instance:
     handling_s_per_bike: float = 0.0
     penalty_per_bike: float | None = None  # None: every node must be served
     start_load_free: bool = True  # trucks may leave the depot with any load
+    # A bike a truck brings back to the depot costs what leaving it costs
+    # (``penalty_per_bike``): it was moved, not rebalanced.
+    penalise_back: bool = False
     unit_of: tuple[str, ...] = ()  # per node: the unit it serves (chunks share one)
     unit_stock: dict[str, int] | None = None  # bikes standing per unit (pickup cap)
     lat: np.ndarray | None = None

@@ -17,7 +17,7 @@ from rebalancing.errors import InfeasibleInputError, PlanError
 from rebalancing.io import plan_geojson, read_units
 from rebalancing.plan import plan_routes
 from rebalancing.synth import synth_units
-from rebalancing.types import PairMetres, PlanParams, Route, Stop
+from rebalancing.types import PairMetres, PlanParams, Route, Solution, Stop
 from rebalancing.verify import verify
 from tests.api.apikit import cli
 
@@ -28,13 +28,30 @@ def test_territories_hold_every_unit_once_and_share_the_work() -> None:
     u = synth_units(5_000)
     rng = np.random.default_rng(3)
     x, y = rng.uniform(0, 9e4, 5_000), rng.uniform(0, 8e4, 5_000)
-    work = (u["surplus"] + u["deficit"]).to_numpy().astype(float)
-    parts = territories(x, y, work, 50)
+    give = u["surplus"].to_numpy().astype(float)
+    take = u["deficit"].to_numpy().astype(float)
+    parts = territories(x, y, give, take, 50)
     assert len(parts) == 50
     every = np.concatenate(parts)
     assert len(every) == 5_000 and len(np.unique(every)) == 5_000
-    shares = np.array([work[p].sum() for p in parts])
-    assert shares.max() / shares.min() < 1.5, shares  # balanced by work
+    # Each territory gets about as many bikes a truck can move within it.
+    movable = np.array([min(give[p].sum(), take[p].sum()) for p in parts])
+    assert movable.max() / movable.min() < 1.6, movable
+
+
+def test_territories_match_surplus_with_deficit() -> None:
+    """Surplus in the west, deficit in the east: cutting across the longer
+    (east-west) side by bikes to handle would give trucks all-surplus and
+    all-deficit territories; the cuts share out what can be moved instead."""
+    n = 400
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(0, 4e4, n), rng.uniform(0, 1e4, n)
+    west = x < 2e4
+    give = np.where(west, 3.0, 0.0)
+    take = np.where(west, 0.0, 3.0)
+    parts = territories(x, y, give, take, 4)
+    for p in parts:
+        assert min(give[p].sum(), take[p].sum()) > 0.15 * give.sum(), p
 
 
 @pytest.fixture(scope="module")
@@ -318,3 +335,67 @@ def test_focus_keeps_the_units_nearest_the_depots_holding_enough() -> None:
     # Two depots: near each of them first.
     two = focus(ux, uy, np.array([0.0, 45_000.0]), np.zeros(2), give, take, 25)
     assert two[3] and two[0]
+
+
+def test_trucks_with_time_left_take_what_no_territory_served() -> None:
+    """The top-up after the territories: from a plan that serves nothing, a
+    truck fills at the nearest surplus and empties into the nearest deficit
+    within its shift; a shift too short for the way back adds nothing."""
+    from rebalancing.city import _top_up
+    from rebalancing.plan import build_instance
+
+    km = 1 / 111.195
+    units = pl.DataFrame(
+        {
+            "unit": ["near", "mid", "far"],
+            "lat": [1 * km, 2 * km, 30 * km],
+            "lng": [0.0, 0.0, 0.0],
+            "surplus": [10, 0, 8],
+            "deficit": [0, 10, 0],
+        }
+    )
+    params = PlanParams(
+        trucks=2,
+        capacity_bikes=20,
+        shift_s=3600,
+        handling_s_per_bike=10,
+        road_factor=1.0,
+        speed_kmh=36.0,
+    )
+    # Two depots make a lazy (city) instance, as territories are planned on.
+    inst = build_instance(units, params, depots=[(0.0, 0.0), (40 * km, 0.0)])
+    nothing = Solution((), tuple(range(inst.depots, inst.n)), 0.0, 0.0, 0.0, "t")
+    sol = _top_up(inst, nothing)
+    verify(inst, sol)
+    served = [inst.unit_of[s.node] for r in sol.routes for s in r.stops]
+    # near -> mid: 10 bikes; far has no deficit left to go to, so it stays.
+    assert served == ["near", "mid"]
+    assert sol.routes[0].depot == 0
+    assert [inst.unit_of[i] for i in sol.skipped] == ["far"]
+    short = dataclasses.replace(inst, shift_s=200.0)  # 1 km there, 100 s handling
+    assert _top_up(short, nothing).routes == ()
+
+
+def test_territory_trucks_bring_no_bikes_back_for_nothing() -> None:
+    """A surplus with no deficit to take it to: picking it up would only
+    bring it back to the depot. A territory (``penalise_back``) leaves it
+    where it stands; without the flag the pickup pays off its penalty."""
+    from rebalancing.solve import solve_routing
+    from rebalancing.types import Instance
+
+    inst = Instance(
+        name="lone surplus",
+        node_ids=("depot", "a#1"),
+        demand_bikes=np.array([0, 5]),
+        cost=np.array([[0, 1_000], [1_000, 0]], np.int64),
+        capacity_bikes=20,
+        vehicles=1,
+        penalty_per_bike=3_000.0,
+        start_load_free=False,
+    )
+    loose = solve_routing(inst, time_limit_s=1)
+    assert loose is not None and loose.skipped == ()
+    strict = solve_routing(
+        dataclasses.replace(inst, penalise_back=True), time_limit_s=1
+    )
+    assert strict is not None and strict.skipped == (1,)

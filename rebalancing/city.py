@@ -442,8 +442,10 @@ def _top_up(inst: Instance, sol: Solution) -> Solution:
     empty into the nearest chunks to drop off, again, while the shift allows
     the next stop and the way back to the depot. Territories are cut before
     the search knows where bikes will be short: a truck whose territory ran
-    out of deficit early can carry its surplus to the next one. Trucks without
-    a route set out from the depot nearest the work left."""
+    out of deficit early can carry its surplus to the next one. A unit gives
+    bikes to one truck only (the one that served it, or the first to come);
+    bikes may be dropped at a unit another truck serves too. Trucks without a
+    route set out from the depot nearest the work left."""
     h, q = inst.handling_s_per_bike, inst.capacity_bikes
     shift = inst.shift_s
     if shift is None or inst.time_s is None or not sol.skipped:
@@ -452,7 +454,7 @@ def _top_up(inst: Instance, sol: Solution) -> Solution:
     names, unit = np.unique(np.array(inst.unit_of, dtype=object), return_inverse=True)
     # Bikes each unit can still give (its stock, when known, less what trucks take).
     room = np.array([(inst.unit_stock or {}).get(u, 1 << 40) for u in names], np.int64)
-    # The truck that serves a unit (-1: none yet): one truck per unit, always.
+    # The truck that takes a unit's bikes (-1: none yet): one truck per unit.
     owner = np.full(len(names), -1, np.int64)
     for k, r in enumerate(sol.routes):
         for st in r.stops:
@@ -496,13 +498,13 @@ def _top_up(inst: Instance, sol: Solution) -> Solution:
         while True:
             can = open_ & mine
             pick_mask = can & (dem > 0) & (dem <= q - load) & (dem <= room[unit])
-            drop_mask = can & (dem < 0) & (-dem <= load)
+            drop_mask = open_ & (dem < 0) & (-dem <= load)
             j, tj = nearest(here, pick_mask)
             k, tk = nearest(here, drop_mask)
             go = -1
             if j >= 0 and (k < 0 or tj < tk or load == 0):
                 # Worth it only if a drop-off can follow within the shift.
-                after, ta = nearest(j, can & (dem < 0))
+                after, ta = nearest(j, open_ & (dem < 0))
                 back = float(inst.time_s[after, depot]) if after >= 0 else math.inf
                 if t + tj + dem[j] * h + ta - dem[after] * h + back <= shift:
                     go = j

@@ -8,13 +8,15 @@ is 3.9 GiB. Past ``DENSE_MAX_NODES`` nodes a plan is made by decomposition:
    they can move (of surplus and of deficit) are planned; the rest are left
    undone (listed as skipped), as they would be anyway;
 2. ``territories``: those units are split into one territory per truck by
-   recursive bisection across the longer side, each cut sharing out the bikes
-   a truck can move within a territory (its surplus matched by its deficit),
-   so that each truck gets about a shift's worth of it: every unit falls in
-   exactly one territory, its chunks with it;
+   recursive bisection across the longer side (or the shorter, when that
+   shares the work clearly better), each cut sharing out the bikes a truck
+   can move within a territory (its surplus matched by its deficit), so that
+   each truck gets about a shift's worth of it: every unit falls in exactly
+   one territory, its chunks with it;
 3. each territory is a small dense instance (its nodes and the depot nearest
-   it, one truck), solved by OR-Tools in a pool of processes (both cores)
-   within ``FIRST_PASS`` of the time limit;
+   it, one truck; a bike brought back to the depot costs what leaving it
+   costs), solved by OR-Tools in a pool of processes (both cores) within
+   ``FIRST_PASS`` of the time limit;
 4. across borders: neighbouring territories are paired (nearest centres of
    work first, each pair once), each pair solved again as one instance with
    both trucks; when that plan is better, its routes become the two
@@ -23,7 +25,10 @@ is 3.9 GiB. Past ``DENSE_MAX_NODES`` nodes a plan is made by decomposition:
    time is up;
 5. the routes are put back on the city's instance, whose distances and times
    are computed when asked (``PairMetres``: what the dense matrix would hold,
-   without the memory), and the independent verifier replays them there.
+   without the memory);
+6. a top-up (``_top_up``) there: trucks with time left take what no territory
+   served, nearest first, as ops would by hand; the independent verifier then
+   replays the routes on the city.
 
 ``nearest_neighbour`` is the plan ops would make by hand (each truck fills up at
 the nearest surplus and empties into the nearest deficits, over and over, until

@@ -463,8 +463,8 @@ def _top_up(inst: Instance, sol: Solution) -> Solution:
     owner = np.full(len(names), -1, np.int64)
     for k, r in enumerate(sol.routes):
         for st in r.stops:
-            owner[unit[st.node]] = k
             if st.bikes > 0:
+                owner[unit[st.node]] = k
                 room[unit[st.node]] -= st.bikes
     open_ = np.zeros(inst.n, bool)
     open_[list(sol.skipped)] = True
@@ -522,9 +522,9 @@ def _top_up(inst: Instance, sol: Solution) -> Solution:
             load += int(dem[go])
             if dem[go] > 0:
                 room[unit[go]] -= dem[go]
-            if owner[unit[go]] < 0:
-                owner[unit[go]] = truck
-                mine |= unit == unit[go]
+                if owner[unit[go]] < 0:
+                    owner[unit[go]] = truck
+                    mine |= unit == unit[go]
             open_[go] = False
             nodes.append(go)
             here = go
@@ -532,26 +532,14 @@ def _top_up(inst: Instance, sol: Solution) -> Solution:
         out.append(nodes)
     if not grown:
         return sol
-    routes: list[Route] = []
-    for (depot, start, _), nodes in zip(plans, out, strict=True):
-        if not nodes:
-            continue
-        t, load, here, cost = 0.0, start, depot, 0.0
-        stops = []
-        for i in nodes:
-            t += float(inst.time_s[here, i])
-            cost += float(inst.cost[here, i])
-            load += int(dem[i])
-            stops.append(Stop(i, int(dem[i]), load, t))
-            t += abs(int(dem[i])) * h
-            here = i
-        t += float(inst.time_s[here, depot])
-        cost += float(inst.cost[here, depot])
-        routes.append(Route(len(routes), start, tuple(stops), cost, t, depot))
-    skipped = tuple(int(i) for i in np.flatnonzero(open_) if i >= inst.depots)
-    arc = float(sum(r.cost for r in routes))
-    penalty = sum(abs(int(dem[i])) for i in skipped) * (inst.penalty_per_bike or 0.0)
-    return Solution(tuple(routes), skipped, arc + penalty, arc, sol.seconds, sol.method)
+    kept = [(plan[0], nodes) for plan, nodes in zip(plans, out, strict=True) if nodes]
+    return build_solution(
+        inst,
+        [nodes for _, nodes in kept],
+        sol.seconds,
+        sol.method,
+        depots=[depot for depot, _ in kept],
+    )
 
 
 @dataclass(frozen=True, slots=True)

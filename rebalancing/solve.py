@@ -271,16 +271,23 @@ def _greedy_routes(
 
 
 def build_solution(
-    inst: Instance, routes: Sequence[Sequence[int]], seconds: float, method: str
+    inst: Instance,
+    routes: Sequence[Sequence[int]],
+    seconds: float,
+    method: str,
+    *,
+    depots: Sequence[int] | None = None,
 ) -> Solution:
-    """Stops, loads, times and costs of node sequences (depot left out)."""
+    """Stops, loads, times and costs of node sequences (depot left out);
+    route k leaves from and returns to ``depots[k]`` (default node 0)."""
     out = []
     served: set[int] = set()
     arc_total = 0.0
     for k, nodes in enumerate(routes):
+        depot = depots[k] if depots is not None else 0
         prefix = np.cumsum([int(inst.demand_bikes[i]) for i in nodes])
         start = 0 if not inst.start_load_free else int(max(0, -min(0, prefix.min())))
-        load, prev, t, cost = start, 0, 0.0, 0.0
+        load, prev, t, cost = start, depot, 0.0, 0.0
         stops = []
         for i in nodes:
             b = int(inst.demand_bikes[i])
@@ -293,12 +300,12 @@ def build_solution(
                 t += abs(b) * inst.handling_s_per_bike
             prev = i
             served.add(int(i))
-        cost += float(inst.cost[prev, 0])
+        cost += float(inst.cost[prev, depot])
         if inst.time_s is not None:
-            t += float(inst.time_s[prev, 0])
+            t += float(inst.time_s[prev, depot])
         arc_total += cost
-        out.append(Route(k, start, tuple(stops), cost, t))
-    skipped = tuple(i for i in range(1, inst.n) if i not in served)
+        out.append(Route(k, start, tuple(stops), cost, t, depot))
+    skipped = tuple(i for i in range(inst.depots, inst.n) if i not in served)
     penalty = sum(abs(int(inst.demand_bikes[i])) for i in skipped) * (
         inst.penalty_per_bike or 0.0
     )

@@ -2,8 +2,10 @@
 
 Bikefleet's errors carry their HTTP status (``http_status``), mapped here once;
 validation errors are 422 with ``detail: [{field, reason}]``; malformed JSON is
-422 too; unknown paths (404) and methods (405) answer in the same shape; anything
-else is a 500 without a trace (logged by the server).
+422 too; unknown paths (404) and methods (405) answer in the same shape; a
+transaction the database rolled back (SQLSTATE class 40: deadlock, serialization
+failure) is a 503 with ``Retry-After``; anything else is a 500 without a trace
+(logged by the server).
 """
 
 from __future__ import annotations
@@ -96,6 +98,15 @@ def error_response(exc: Exception) -> Response:
     if isinstance(exc, GeofenceError):
         status = 404 if isinstance(exc, NoZonesError) else 422
         return JSONOut({"error": type(exc).__name__, "detail": _one_line(exc)}, status)
+    if str(getattr(exc, "sqlstate", "") or "").startswith("40"):
+        # A transaction the database rolled back (deadlock, serialization
+        # failure) that no retry took: the request may simply be sent again.
+        log.warning("transaction rolled back: %s", _one_line(exc))
+        return JSONOut(
+            {"error": "unavailable", "detail": f"busy, try again: {_one_line(exc)}"},
+            503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     log.error("unhandled error", exc_info=exc)
     return JSONOut(
         {"error": "internal", "detail": "internal error (logged by the server)"},

@@ -392,6 +392,11 @@ class PgDb(Db):
         con = self._conn()
         try:
             yield con
+        except self.conflicts:
+            # A deadlock or serialization failure is an OperationalError too,
+            # but the server is up: the caller's transaction rolls back and
+            # may run again (the connection stays good).
+            raise
         except self._down as e:
             self._drop()
             raise self._unavailable(e) from None

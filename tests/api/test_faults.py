@@ -90,3 +90,21 @@ def test_killed_ingest_and_credit_leave_whole_batches_and_rerun_exactly(
     assert cli("ledger", "verify", "--db", str(hit)).returncode == 0
     assert totals(hit) == totals(clean)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_transaction_the_database_rolled_back_is_a_503_not_a_500() -> None:
+    """A deadlock or serialization failure no retry took (SQLSTATE class 40)
+    tells the client to send again: 503 with Retry-After, never a 500."""
+    import orjson
+    import psycopg.errors
+
+    from api.errors import error_response
+
+    for exc in (
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.SerializationFailure("could not serialize access"),
+    ):
+        r = error_response(exc)
+        assert r.status_code == 503 and r.headers["retry-after"].isdigit()
+        assert orjson.loads(r.body)["error"] == "unavailable"
+    assert error_response(psycopg.errors.UndefinedTable("no t")).status_code == 500

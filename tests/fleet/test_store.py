@@ -132,3 +132,49 @@ def test_pick_city(store) -> None:
     assert pick_city(store, None) == "singapore"
     with pytest.raises(EmptyStoreError, match="no trips for city"):
         pick_city(store, "paris")
+
+
+def test_a_deadlock_is_a_conflict_to_run_again_not_an_outage() -> None:
+    """Two transactions that lock two rows in opposite orders: PostgreSQL
+    aborts one (DeadlockDetected, an OperationalError). The handle raises it
+    as one of its ``conflicts`` (the caller runs the transaction again), not
+    as the store being unavailable, and its connection stays usable."""
+    import threading
+
+    from fleet.db import PgDb
+    from tests.pg import pg_schema
+
+    with pg_schema(upgraded=False) as url:
+        a, b = PgDb(url), PgDb(url)
+        try:
+            a.execute("CREATE TABLE k (id INT PRIMARY KEY, v INT)")
+            a.execute("INSERT INTO k VALUES (1, 0), (2, 0)")
+            both = threading.Barrier(2)
+            raised: dict[str, BaseException | None] = {}
+
+            def run(name: str, db: PgDb, first: int, second: int) -> None:
+                try:
+                    with db.transaction():
+                        db.execute("UPDATE k SET v = v + 1 WHERE id = ?", [first])
+                        both.wait()
+                        db.execute("UPDATE k SET v = v + 1 WHERE id = ?", [second])
+                    raised[name] = None
+                except BaseException as e:
+                    raised[name] = e
+
+            threads = [
+                threading.Thread(target=run, args=("a", a, 1, 2)),
+                threading.Thread(target=run, args=("b", b, 2, 1)),
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            errors = [e for e in raised.values() if e is not None]
+            assert len(errors) == 1, raised
+            assert isinstance(errors[0], a.conflicts), repr(errors[0])
+            loser = a if raised["a"] is not None else b
+            assert loser.execute("SELECT sum(v) FROM k")[0][0] == 2  # one committed
+        finally:
+            a.close()
+            b.close()

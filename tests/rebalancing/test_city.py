@@ -273,14 +273,25 @@ def test_territories_are_solved_in_process_when_asked(monkeypatch) -> None:
 
 
 def test_neighbouring_territories_exchange_units_across_borders(monkeypatch) -> None:
-    """A first pass short of time, then pairs of territories planned together:
+    """Territories cut so that none can work alone, then pairs planned together:
     a pair's joint plan replaces the two when it is better; the city's plan
     is verified as a whole and every unit is still in one territory."""
     import re
 
     import rebalancing.city as citymod
 
+    def apart(x, y, give, take, k):
+        # Surplus in two territories, deficit in the other two: alone a
+        # territory has nothing to move; any mixed pair does better together,
+        # however little time the machine gives it.
+        def halves(idx: np.ndarray) -> list[np.ndarray]:
+            order = idx[np.argsort(x[idx], kind="stable")]
+            return [order[: len(order) // 2], order[len(order) // 2 :]]
+
+        return halves(np.flatnonzero(give > 0)) + halves(np.flatnonzero(give <= 0))
+
     monkeypatch.setattr(planmod, "DENSE_MAX_NODES", 50)
+    monkeypatch.setattr(citymod, "territories", apart)
     monkeypatch.setattr(citymod, "FIRST_PASS", 0.2)
     monkeypatch.setattr(citymod, "MIN_EXCHANGE_S", 0.5)
     units = synth_units(300, width_km=10, height_km=10, seed=5)

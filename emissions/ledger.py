@@ -199,15 +199,18 @@ def _head(con: Db) -> tuple[int, str]:
 _CHUNK = 250_000
 
 
-def _append(con: Db, entries: pl.DataFrame) -> pl.DataFrame:
-    """Number, chain and insert entries (inside the caller's transaction).
+def _append(
+    con: Db, entries: pl.DataFrame, head: tuple[int, str] | None = None
+) -> pl.DataFrame:
+    """Number, chain and insert entries (inside the caller's transaction),
+    after ``head`` (the chain's last entry id and hash, read here when None).
 
     Works in chunks so that the payload strings and hashes of a large batch
     never sit in memory at once. Returns the first chunk as written.
     """
     if entries.height == 0:
         return entries
-    last_id, prev = _head(con)
+    last_id, prev = head if head is not None else _head(con)
     now = dt.datetime.now(dt.UTC)
     framed = entries.with_columns(
         (pl.int_range(entries.height, dtype=pl.Int64) + last_id + 1).alias("entry_id"),
@@ -227,6 +230,28 @@ def _append(con: Db, entries: pl.DataFrame) -> pl.DataFrame:
             first = chunk
     assert first is not None
     return first
+
+
+def _since(
+    con: Db, head_id: int, head_hash: str, todo: pl.DataFrame
+) -> tuple[int, str] | None:
+    """The chain's head now, when nothing appended after entry ``head_id``
+    touches ``todo`` (an entry of one of its trips, or a credit of one of its
+    riders: the daily cap counts those); None when something does. One
+    statement: what was appended since is a handful of entries."""
+    rows = con.execute(
+        "SELECT entry_id, hash, trip_id, rider_id, kind FROM ledger "
+        "WHERE entry_id > ? ORDER BY entry_id",
+        [head_id],
+    )
+    if not rows:
+        return head_id, head_hash
+    trips = set(todo["trip_id"].to_list())
+    riders = set(todo["rider_id"].to_list())
+    for _, _, trip, rider, kind in rows:
+        if trip in trips or (kind == "credit" and rider in riders):
+            return None
+    return int(rows[-1][0]), str(rows[-1][1])
 
 
 def _write(con: Db, work: Callable[[], Any]) -> Any:
@@ -347,6 +372,7 @@ def credit_and_decide(
     settings: Settings,
     *,
     screened: pl.DataFrame | None = None,
+    ahead: bool = False,
 ) -> tuple[CreditSummary, Decided]:
     """``credit_trips``, and what it wrote: the service answers each ride from
     that (``Decided.decisions``) instead of reading it back. Rides decided
@@ -355,8 +381,17 @@ def credit_and_decide(
 
     ``screened``: ``emissions.credit.screen`` of some of these rides (one row
     per trip id, the very rows of ``trips``), done before the caller took a
-    lock; the rest are screened here, inside the ledger's."""
-    summary, written, excluded = _credit(con, trips, settings, screened)
+    lock; the rest are screened here, inside the ledger's.
+
+    ``ahead``: decide before taking the ledger's lock, from the ledger as it
+    stood (its head, the trips decided, the riders' credits that day); under
+    the lock only the entries appended since are read, and the rides are
+    decided again, as usual, when one of those entries is of the same trips
+    or a credit of the same riders. For trips no other writer can decide
+    meanwhile: ones this transaction stored and has not committed (the
+    service's new rides), so no exclusion of them can appear behind the
+    ledger's back."""
+    summary, written, excluded = _credit(con, trips, settings, screened, ahead=ahead)
     return summary, Decided(written, excluded)
 
 
@@ -382,17 +417,34 @@ def _credit(
     trips: pl.DataFrame,
     settings: Settings,
     screened: pl.DataFrame | None = None,
+    *,
+    ahead: bool = False,
 ) -> tuple[CreditSummary, pl.DataFrame, pl.DataFrame]:
     """Credit the undecided rides of ``trips`` in one transaction; what was
-    done, the first chunk of ledger entries written, the exclusions written."""
+    done, the first chunk of ledger entries written, the exclusions written
+    (``ahead``: see ``credit_and_decide``)."""
 
-    def work() -> tuple[CreditSummary, pl.DataFrame, pl.DataFrame]:
+    def decide_now() -> tuple[pl.DataFrame, pl.DataFrame]:
         todo = _undecided(con, trips)
         decided = decide(
             _screened(todo, settings, screened),
             settings,
             _prior_counts(con, todo, settings.timezones),
         )
+        return todo, decided
+
+    early: tuple[tuple[int, str], pl.DataFrame, pl.DataFrame] | None = None
+    if ahead:
+        head = _head(con)
+        early = (head, *decide_now())
+
+    def work() -> tuple[CreditSummary, pl.DataFrame, pl.DataFrame]:
+        head: tuple[int, str] | None = None
+        if early is not None:
+            (head_id, head_hash), todo, decided = early
+            head = _since(con, head_id, head_hash, todo)
+        if head is None:
+            todo, decided = decide_now()
         ok = decided.filter(pl.col("reason").is_null())
         entries = ok.select(
             "rider_id",
@@ -408,7 +460,7 @@ def _credit(
             pl.lit(settings.rules.version).alias("rule_version"),
             pl.lit(None, pl.String).alias("note"),
         )
-        written = _append(con, entries)
+        written = _append(con, entries, head)
         excluded = decided.filter(pl.col("reason").is_not_null())
         rows = pl.DataFrame()
         if excluded.height:

@@ -198,10 +198,46 @@ def ingest_rides(
     )
     # What each ride's credit needs of no other ride, before the lock too.
     screened = screen(processed.trips, settings) if processed.trips.height else None
-    # One transaction, one writer of rides at a time in every process of the
-    # store: a ride is stored and credited together, or not at all.
-    with store.con.writer("rides"):
-        known = known_trip_ids(store.con, ids)
+    # One transaction: a ride is stored and credited together, or not at all.
+    # DuckDB (one process): one writer of rides at a time. PostgreSQL: the
+    # unique trip id index decides which of two requests sending one new trip
+    # at once stores it (the other's transaction fails and runs again, now
+    # finding it stored), and the ledger's lock is taken only to append.
+    for attempt in range(5):
+        try:
+            written = _store_and_credit(
+                store, rides, ids, first, processed, screened, line_of, settings
+            )
+            return _answers(ids, written)
+        except store.con.conflicts:
+            if attempt == 4 or not store.shared:
+                raise
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    results: dict[int, RideResult]
+    first_of: dict[str, int]
+    stored: dict[str, dict[str, Any]]
+    decided: dict[str, dict[str, Any]]
+
+
+def _store_and_credit(
+    store: Store,
+    rides: Sequence[Mapping[str, Any]],
+    ids: list[str],
+    first: dict[str, int],
+    processed: Processed,
+    screened: pl.DataFrame | None,
+    line_of: dict[int, int],
+    settings: Settings,
+) -> _Written:
+    """Store the new rides and credit them (with stored ones sent again that
+    are not decided yet), in one transaction; what each ride became."""
+    con = store.con
+    with con.transaction() if store.shared else con.writer("rides"):
+        known = known_trip_ids(con, ids)
         stored = {r["trip_id"]: r for r in known.to_dicts()}
         results: dict[int, RideResult] = {}
         fresh: list[int] = []
@@ -221,7 +257,7 @@ def ingest_rides(
         done = Processed(
             processed.trips.filter(keep), processed.quarantine.filter(keep)
         )
-        append_rides(store.con, done, source=RIDE_SOURCE)
+        append_rides(con, done, source=RIDE_SOURCE)
         rejected = {int(q["line"]): q for q in done.quarantine.to_dicts()}
         for i in fresh:
             q = rejected.get(line_of[i])
@@ -244,26 +280,36 @@ def ingest_rides(
                 if screened is not None
                 else None
             )
-            made = credit_and_decide(store.con, rows, settings, screened=ours)[1]
+            # Only rides this transaction stored: decided before the ledger's
+            # lock (no other writer sees them until it commits).
+            made = credit_and_decide(
+                con, rows, settings, screened=ours, ahead=store.shared and not stored
+            )[1]
         # Decided now: answered from what was written; before: read back.
         just = made.trip_ids() if made is not None else set()
         earlier = {ids[i] for i in range(len(rides)) if i not in results} - just
-        before = trip_decisions(store.con, sorted(earlier))
+        before = trip_decisions(con, sorted(earlier))
     # The answers are built once the lock is let go (a dict a ride: 60 ms of
     # a 10,000-ride batch that the other workers' rides no longer wait for).
     decided = (made.decisions() if made is not None else {}) | before
+    return _Written(results, first_of, stored, decided)
+
+
+def _answers(ids: list[str], w: _Written) -> list[RideResult]:
+    """One result per ride, in order."""
+    results = w.results
     for i, tid in enumerate(ids):
         if i in results:
             continue
-        found = decided.get(tid)
+        found = w.decided.get(tid)
         if found is None:  # a repeat of a ride rejected earlier in this batch
-            j = first_of[tid]
+            j = w.first_of[tid]
             results[i] = results[j]
             continue
         results[i] = RideResult(
             tid,
             str(found["status"]),
-            tid in stored or first_of.get(tid) != i,
+            tid in w.stored or w.first_of.get(tid) != i,
             decision=found,
         )
-    return [results[i] for i in range(len(rides))]
+    return [results[i] for i in range(len(ids))]

@@ -4,6 +4,7 @@ commands beside the service, the ledger exact with several writers, faults."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import multiprocessing
 import os
@@ -319,6 +320,84 @@ def test_ledger_is_exact_with_four_crediting_processes(tmp_path: Path) -> None:
     assert (int(got[0]), int(got[1]), int(got[2])) == tuple(int(v) for v in want)
     assert excl == want_excl
     assert negative == 0 and redeemed > 0
+    assert check.ok, check.problems
+
+
+def test_rides_sent_to_several_workers_at_once_are_each_decided_once(
+    tmp_path: Path,
+) -> None:
+    """The ride path on PostgreSQL takes no lock to store rides and decides
+    new ones before the ledger's lock: four threads (as four workers would)
+    first send the same four new rides at once, then rides of their own in
+    groups: 120 rides of three riders on one day, over the daily cap of 20.
+    Every trip is stored once, decided once, answered as new exactly once;
+    each rider is credited up to the cap, as one writer credits them; the
+    chain verifies."""
+    from api.usecases.rides import ingest_rides
+    from emissions.config import load_settings
+    from emissions.ledger import verify_ledger
+
+    settings = load_settings()
+    cap = settings.rules.daily_cap_rides
+    start = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).replace(microsecond=0)
+    rides = [
+        ride(
+            f"w-{i}",
+            rider_id=f"RIDER-{i % 3}",
+            start=start + dt.timedelta(seconds=10 * i),
+        )
+        for i in range(120)
+    ]
+    common, rest = rides[:4], rides[4:]
+
+    def counts(con) -> dict[str, int]:  # type: ignore[no-untyped-def]
+        rows = con.execute(
+            "SELECT rider_id, count(*) FROM ledger WHERE kind = 'credit' GROUP BY 1"
+        )
+        return {str(r): int(n) for r, n in rows}
+
+    with Store.open(tmp_path / "one.duckdb", create=True) as one:
+        ingest_rides(one, rides, settings)
+        want = counts(one.con)
+    assert sorted(want.values()) == [cap] * 3  # the cap bites
+
+    with pg_schema() as url:
+        answers: list[list[object]] = []
+        failures: list[BaseException] = []
+        together = threading.Barrier(4)
+
+        def send(t: int) -> None:
+            try:
+                with Store.open(url) as s:
+                    together.wait()
+                    answers.append(ingest_rides(s, common, settings))
+                    mine = rest[t::4]
+                    for k in range(0, len(mine), 4):
+                        answers.append(ingest_rides(s, mine[k : k + 4], settings))
+            except BaseException as e:
+                failures.append(e)
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not failures, failures
+        results = [r for group in answers for r in group]
+        assert len(results) == 3 * len(common) + len(rides)
+        new = [r.trip_id for r in results if not r.replayed]  # type: ignore[attr-defined]
+        assert sorted(new) == sorted(r["trip_id"] for r in rides)
+        with Store.open(url) as s:
+            con = s.con
+            assert con.execute("SELECT count(*) FROM trips")[0][0] == len(rides)
+            once = con.execute(f"SELECT count(*) FROM ({DECISIONS}) d")[0][0]
+            distinct = con.execute(
+                f"SELECT count(DISTINCT trip_id) FROM ({DECISIONS}) d"
+            )[0][0]
+            got = counts(con)
+            check = verify_ledger(con)
+    assert once == distinct == len(rides)
+    assert got == want
     assert check.ok, check.problems
 
 

@@ -22,10 +22,11 @@ A lost connection (PostgreSQL restarting) raises ``StoreUnavailableError``
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import decimal
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -299,6 +300,8 @@ _CELL = re.compile(r"(^|_)cell$")
 #: Appends of at least this many rows go by binary COPY (its per-column set-up
 #: costs more than the text a few rows make: a ride group's 16 rows, say).
 _BINARY_ROWS = 1_000
+#: Appends of up to this many rows go row by row (``PgDb._insert_rows``).
+_ROW_BY_ROW = 64
 #: Scratch frames up to this many rows are sent as array parameters.
 _INLINE_ROWS = 20_000
 
@@ -477,6 +480,9 @@ class PgDb(Db):
                         copy.write(piece)
                     copy.write(TRAILER)
             return
+        if rows.height <= _ROW_BY_ROW:
+            self._insert_rows(table, rows.select(cols))
+            return
         data = rows.select(cols).with_columns(
             [_copyable(n, t).alias(n) for n, t in rows.select(cols).schema.items()]
         )
@@ -489,6 +495,28 @@ class PgDb(Db):
                         include_header=False, quote_style="non_numeric"
                     )
                 )
+
+    def _insert_rows(self, table: str, rows: pl.DataFrame) -> None:
+        """A few rows by COPY, each value adapted by psycopg (text format): no
+        per-column frame operations (0.1-0.3 ms each whatever the size)."""
+        fixes: list[Callable[[Any], Any] | None] = []
+        for t in rows.schema.values():
+            if isinstance(t, pl.Datetime) and t.time_zone is None:
+                fixes.append(_as_utc)
+            elif isinstance(t, pl.List):
+                fixes.append(_as_list)
+            else:  # UInt64 cells fit BIGINT (their top bit is 0), bytes are BYTEA
+                fixes.append(None)
+        sql = f"COPY {table} ({', '.join(rows.columns)}) FROM STDIN"
+        fix = any(f is not None for f in fixes)
+        with self._guard() as con, con.cursor() as cur, cur.copy(sql) as copy:
+            for row in rows.iter_rows():
+                if fix:
+                    row = tuple(
+                        v if f is None or v is None else f(v)
+                        for v, f in zip(row, fixes, strict=True)
+                    )
+                copy.write_row(row)
 
     def insert_new(
         self, table: str, rows: pl.DataFrame, columns: Sequence[str], key: str
@@ -694,6 +722,14 @@ def _series(name: str, values: list[Any], oid: int) -> pl.Series:
     return pl.Series(name, values, dtype=dtype, strict=False)
 
 
+def _as_utc(v: dt.datetime) -> dt.datetime:
+    return v.replace(tzinfo=dt.UTC)
+
+
+def _as_list(v: list[Any]) -> list[str | None]:
+    return [None if x is None else str(x) for x in v]
+
+
 def _copyable(name: str, dtype: pl.DataType) -> pl.Expr:
     """A column as PostgreSQL's CSV COPY reads it."""
     col = pl.col(name)
@@ -702,10 +738,14 @@ def _copyable(name: str, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.Binary():
         return pl.lit("\\x") + col.bin.encode("hex")
     if isinstance(dtype, pl.List):
-        inner = col.list.eval(
+        quoted = (
             pl.lit('"')
             + pl.element().cast(pl.String).str.replace_all(r"([\\\"])", r"\$1")
             + pl.lit('"')
+        )
+        # A null element is NULL unquoted ("NULL" quoted is the text NULL).
+        inner = col.list.eval(
+            pl.when(pl.element().is_null()).then(pl.lit("NULL")).otherwise(quoted)
         )
         return pl.lit("{") + inner.list.join(",") + pl.lit("}")
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:

@@ -704,9 +704,13 @@ def _raw_times(cur: psycopg.Cursor[Any]) -> None:
 def _series(name: str, values: list[Any], oid: int) -> pl.Series:
     """One column of a result, typed as the DuckDB table has it."""
     if oid in (_TIMESTAMPTZ, _TIMESTAMP):
-        us = pl.Series(name, values, dtype=pl.Int64) + _PG_EPOCH_US
-        naive = us.cast(pl.Datetime("us"))
-        return naive.dt.replace_time_zone("UTC") if oid == _TIMESTAMPTZ else naive
+        # Microseconds since PostgreSQL's epoch; cast as Unix microseconds, UTC.
+        if len(values) > 1_000:
+            us = pl.Series(name, values, dtype=pl.Int64) + _PG_EPOCH_US
+        else:  # a few: no frame operation for the shift
+            shifted = [None if v is None else v + _PG_EPOCH_US for v in values]
+            us = pl.Series(name, shifted, dtype=pl.Int64)
+        return us.cast(pl.Datetime("us", "UTC" if oid == _TIMESTAMPTZ else None))
     if oid == _DATE:
         days = pl.Series(name, values, dtype=pl.Int32) + _PG_EPOCH_DAYS
         return days.cast(pl.Date)

@@ -87,14 +87,15 @@ def ingest_files(
 
     def store_one(prepared: Future[Prepared]) -> IngestReport:
         own = store.cursor()
-        tries = 5 if writers > 1 else 1
+        tries = 5 if store.shared else 1
         try:
             for attempt in range(tries):
                 try:
                     return store_prepared(own.con, prepared.result())
                 except own.con.conflicts:
-                    # Two files in flight that share trip ids can deadlock
-                    # (PostgreSQL aborts one): that one is stored again.
+                    # Two files in flight that share trip ids, or a file and
+                    # the service's rides, can deadlock (PostgreSQL aborts
+                    # one): that one is stored again.
                     if attempt == tries - 1:
                         raise
             raise AssertionError("unreachable")

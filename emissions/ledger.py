@@ -232,18 +232,30 @@ def _append(
     return first
 
 
+#: Rides decided before the ledger's lock (``credit_and_decide(ahead=True)``):
+#: up to this many. A larger batch is decided under the lock: two batches of
+#: thousands of rides decided at once would mostly share riders with each
+#: other, and the second would decide its rides twice.
+AHEAD_MAX = 256
+#: ``_since`` reads at most this many entries appended meanwhile.
+SINCE_MAX = 1_000
+
+
 def _since(
     con: Db, head_id: int, head_hash: str, todo: pl.DataFrame
 ) -> tuple[int, str] | None:
     """The chain's head now, when nothing appended after entry ``head_id``
     touches ``todo`` (an entry of one of its trips, or a credit of one of its
-    riders: the daily cap counts those); None when something does. One
-    statement: what was appended since is a handful of entries."""
+    riders: the daily cap counts those); None when something does, or when
+    more than ``SINCE_MAX`` entries were appended (usually it is a group or two
+    of rides)."""
     rows = con.execute(
         "SELECT entry_id, hash, trip_id, rider_id, kind FROM ledger "
-        "WHERE entry_id > ? ORDER BY entry_id",
-        [head_id],
+        "WHERE entry_id > ? ORDER BY entry_id LIMIT ?",
+        [head_id, SINCE_MAX + 1],
     )
+    if len(rows) > SINCE_MAX:
+        return None
     if not rows:
         return head_id, head_hash
     trips = set(todo["trip_id"].to_list())
@@ -390,7 +402,7 @@ def credit_and_decide(
     or a credit of the same riders. For trips no other writer can decide
     meanwhile: ones this transaction stored and has not committed (the
     service's new rides), so no exclusion of them can appear behind the
-    ledger's back."""
+    ledger's back. Up to ``AHEAD_MAX`` rides; more are decided under the lock."""
     summary, written, excluded = _credit(con, trips, settings, screened, ahead=ahead)
     return summary, Decided(written, excluded)
 
@@ -434,7 +446,7 @@ def _credit(
         return todo, decided
 
     early: tuple[tuple[int, str], pl.DataFrame, pl.DataFrame] | None = None
-    if ahead:
+    if ahead and trips.height <= AHEAD_MAX:
         head = _head(con)
         early = (head, *decide_now())
 

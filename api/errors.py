@@ -102,8 +102,11 @@ def error_response(exc: Exception) -> Response:
         # A transaction the database rolled back (deadlock, serialization
         # failure) that no retry took: the request may simply be sent again.
         log.warning("transaction rolled back: %s", _one_line(exc))
+        detail = (
+            f"the store rolled this request back ({type(exc).__name__}); send it again"
+        )
         return JSONOut(
-            {"error": "unavailable", "detail": f"busy, try again: {_one_line(exc)}"},
+            {"error": "unavailable", "detail": detail},
             503,
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )

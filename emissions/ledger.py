@@ -277,7 +277,9 @@ def _write(con: Db, work: Callable[[], Any]) -> Any:
             with con.writer("ledger"):
                 return work()
         except con.conflicts:
-            if attempt == 4:
+            # Inside the caller's transaction the conflict aborted it: the
+            # caller runs it again (ingest_rides does), not this part alone.
+            if attempt == 4 or con.in_transaction:
                 raise
     raise AssertionError("unreachable")
 

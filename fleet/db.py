@@ -117,6 +117,12 @@ class Db:
         """Run the block in one transaction; roll back on any exception."""
         raise NotImplementedError
 
+    @property
+    def in_transaction(self) -> bool:
+        """True inside ``transaction()`` (a nested one is part of it: a
+        conflict there aborts the outer one, which is what must run again)."""
+        return bool(getattr(self, "_depth", 0))
+
     def writer(self, name: str) -> AbstractContextManager[None]:
         """One transaction in which this handle is the only writer of ``name``
         among every process and thread of the store."""

@@ -178,3 +178,32 @@ def test_a_deadlock_is_a_conflict_to_run_again_not_an_outage() -> None:
         finally:
             a.close()
             b.close()
+
+
+def test_a_conflict_inside_a_callers_transaction_goes_to_the_caller() -> None:
+    """A ledger write inside a caller's transaction (a ride group's) that hits
+    a conflict is not run again on its own: the conflict aborted the caller's
+    transaction, so it reaches the caller, whose retry runs all of it again
+    (alone it retries: a transaction of its own)."""
+    from api.usecases.store import Store
+    from emissions.ledger import _write
+    from tests.pg import pg_schema
+
+    with pg_schema() as url, Store.open(url) as s:
+        con = s.con
+        con.execute("CREATE TABLE once (k INT PRIMARY KEY)")
+        con.execute("INSERT INTO once VALUES (1)")
+        tries: list[int] = []
+
+        def work() -> None:
+            tries.append(1)
+            con.execute("INSERT INTO once VALUES (1)")  # a unique violation
+
+        with pytest.raises(con.conflicts), con.transaction():
+            _write(con, work)
+        assert len(tries) == 1
+        tries.clear()
+        with pytest.raises(con.conflicts):
+            _write(con, work)
+        assert len(tries) == 5
+        assert con.execute("SELECT count(*) FROM once")[0][0] == 1

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,48 +81,17 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
 
 
-#: ISO-8601 times with a UTC offset that a canonical file's reader parses
-#: (``fleet.formats``: ``%Y-%m-%dT%H:%M:%S%.f%z``, ``Z`` for +00:00) and
-#: ``datetime.fromisoformat`` reads as the same instant: JSON bodies carry
-#: these. Anything else goes to the reader as text.
-_ISO_OFFSET = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})"
-)
-
-
-def _instants(values: list[Any]) -> list[dt.datetime | None] | None:
-    """``values`` as aware datetimes when every one is one already or ISO text
-    with an offset (a valid date and time); None otherwise."""
-    out: list[dt.datetime | None] = []
-    for v in values:
-        if v is None or (isinstance(v, dt.datetime) and v.tzinfo is not None):
-            out.append(v)
-            continue
-        if not isinstance(v, str):
-            return None
-        text = v.strip()
-        if not _ISO_OFFSET.fullmatch(text):
-            return None
-        if text[-1] in "Zz":
-            text = text[:-1] + "+00:00"
-        try:
-            out.append(dt.datetime.fromisoformat(text))
-        except ValueError:  # month 13, hour 25, ...: the reader explains it
-            return None
-    return out
-
-
 def _column(name: str, values: list[Any]) -> pl.Series:
     """One canonical column of the rides: typed when every value already has
     the type (as our own Parquet files arrive: the reader then checks only
-    emptiness, what the text would have been trimmed to) or, for times, is
-    ISO text with an offset (0.5 ms a time column's parse formats cost polars
-    on a handful of rows), else as the text a canonical CSV would hold, parsed
-    as a file's is."""
+    emptiness, what the text would have been trimmed to), else as the text a
+    canonical CSV would hold, parsed as a file's is."""
     dtype = TRIP_SCHEMA[name]
     given = [v for v in values if v is not None]
-    if dtype == UTC and (times := _instants(values)) is not None:
-        us = [None if v is None else (v - _EPOCH) // _US for v in times]
+    if dtype == UTC and all(
+        isinstance(v, dt.datetime) and v.tzinfo is not None for v in given
+    ):
+        us = [None if v is None else (v - _EPOCH) // _US for v in values]
         return pl.Series(name, us, pl.Int64).cast(UTC)
     if dtype == pl.Float64() and all(
         isinstance(v, float | int) and not isinstance(v, bool) for v in given

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
@@ -409,55 +408,3 @@ def test_a_restarted_app_leaves_its_own_running_plan_jobs_alone(
             r = client.get(f"/v1/plans/{job}", headers=h)
             assert r.status_code == 200, r.text
             assert "service stopped" not in json.dumps(r.json())
-
-
-_FAST_TIMES = (
-    "2026-03-02T01:00:00Z",
-    "2026-03-02T01:00:00z",
-    "2026-03-02T09:00:00.123456+08:00",
-    "2026-03-01 19:30:00.5-05:30",
-    " 2026-03-02T01:00:00+00:00 ",
-)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        *_FAST_TIMES,
-        "2026-03-02T01:00:00",  # no offset: UTC, by the reader
-        "2026-03-02T01:00:00.1234567Z",  # seven digits: the reader's call
-        "2026-13-02T01:00:00Z",  # no month 13
-        "2026-03-02T25:00:00Z",
-        "2026-03-02T01:00:00+24:00",
-        "2026-03-02",
-        "",
-    ],
-)
-def test_ride_times_read_as_a_file_reads_them(text: str) -> None:
-    """The ride path reads ISO times with an offset itself (fast); each gives
-    the instant, or the refusal, that the canonical file reader gives the
-    same text."""
-    from api.usecases.rides import _raw_frame
-    from fleet.io import SourceBatch
-    from fleet.pipeline import process_batch
-    from fleet.types import City, ValidationLimits
-
-    start = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC)
-    sent = ride("t1", start=start - dt.timedelta(minutes=1)) | {"started_at": text}
-    fast = _raw_frame([sent])
-    # The first five the ride path reads itself; the rest go to the reader.
-    typed = fast.schema["started_at"] != pl.String
-    assert typed == (text in _FAST_TIMES)
-    as_text = fast.with_columns(pl.lit(text).alias("started_at"))
-    got = []
-    for raw in (fast, as_text):
-        batch = SourceBatch("x", "canonical", "", "wgs84", raw)
-        done = process_batch(batch, City("", "UTC"), limits=ValidationLimits())
-        got.append(
-            (
-                done.trips["started_at"].to_list(),
-                done.quarantine["reason"].to_list(),
-                done.quarantine["detail"].to_list(),
-            )
-        )
-    assert got[0] == got[1]

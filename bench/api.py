@@ -183,6 +183,23 @@ def checkout(rev: str) -> Iterator[Path]:
             )
 
 
+def child_figures(script: Path, code: Path, *args: str) -> dict[str, float]:
+    """Run ``script --child CODE ARGS`` (a benchmark's in-process half) on the
+    source tree ``code``, with this virtualenv; the JSON its last line prints."""
+    out = subprocess.run(
+        [sys.executable, str(script), "--child", str(code), *args],
+        cwd=code,
+        env=dict(os.environ, PYTHONPATH=str(code)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        sys.exit(f"{script.name} failed on {code}:\n{out.stderr[-2000:]}")
+    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def measure(a: argparse.Namespace, code: Path | None) -> dict[str, object]:
     """The figures of one server (``code``: another source tree)."""
     tmp = Path(tempfile.mkdtemp(prefix="bikefleet-bench-api-"))

@@ -27,8 +27,6 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -104,40 +102,6 @@ def child(code: Path, rounds: int) -> dict[str, float]:
     return out
 
 
-def _bench_api() -> Any:
-    """bench/api.py (its ``checkout``), loaded by path: this folder is off
-    ``sys.path`` so that bench/api.py does not shadow the api package."""
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-    sys.path.insert(0, str(_HERE.parent))
-    spec = importlib.util.spec_from_file_location("bench_api", _HERE / "api.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run(code: Path, rounds: int) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--child",
-            str(code),
-            "--rounds",
-            str(rounds),
-        ],
-        cwd=code,
-        env=dict(os.environ, PYTHONPATH=str(code)),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        sys.exit(f"bench/ride_groups.py failed on {code}:\n{out.stderr[-2000:]}")
-    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return figures
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", help="a git revision to measure beside this tree")
@@ -147,11 +111,18 @@ def main() -> None:
     if a.child:
         print(json.dumps(child(Path(a.child), a.rounds)))
         return
+    # bench/api.py (its checkout and child runner), loaded by path (it takes
+    # this folder off sys.path, so that it does not shadow the api package).
+    spec = importlib.util.spec_from_file_location("bench_api", _HERE / "api.py")
+    assert spec is not None and spec.loader is not None
+    kit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kit)
+    me, rounds = Path(__file__).resolve(), ("--rounds", str(a.rounds))
     results: dict[str, dict[str, float]] = {}
     if a.baseline:
-        with _bench_api().checkout(a.baseline) as tree:
-            results[f"baseline {a.baseline}"] = run(tree, a.rounds)
-    results["this tree"] = run(_HERE.parent, a.rounds)
+        with kit.checkout(a.baseline) as tree:
+            results[f"baseline {a.baseline}"] = kit.child_figures(me, tree, *rounds)
+    results["this tree"] = kit.child_figures(me, _HERE.parent, *rounds)
     keys = [f"group_{n}_ms" for n in SIZES] + ["two_batches_rides_per_s"]
     print("ingest_rides on PostgreSQL, in-process")
     print(f"{'figure':26s}" + "".join(f"{k:>22s}" for k in results))

@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -101,28 +99,10 @@ def _bench_api() -> Any:
 
 
 def run(code: Path, a: argparse.Namespace) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--child",
-            str(code),
-            "--zones",
-            str(a.zones),
-            "--store",
-            a.store,
-            "--repeat",
-            str(a.repeat),
-        ],
-        cwd=code,
-        env=dict(os.environ, PYTHONPATH=str(code)),
-        capture_output=True,
-        text=True,
-        check=False,
+    args = ("--zones", str(a.zones), "--store", a.store, "--repeat", str(a.repeat))
+    figures: dict[str, float] = _bench_api().child_figures(
+        Path(__file__).resolve(), code, *args
     )
-    if out.returncode != 0:
-        sys.exit(f"bench/zones.py failed on {code}:\n{out.stderr[-2000:]}")
-    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return figures
 
 

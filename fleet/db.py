@@ -66,6 +66,8 @@ class Db:
     #: Errors of the database driver (printed as one line by the CLI).
     errors: tuple[type[Exception], ...]
     url: str
+    #: How deep in ``transaction()`` this handle is (0: outside one).
+    _depth: int = 0
 
     def execute(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
         """Run one statement; its rows (empty for statements without any)."""
@@ -121,7 +123,7 @@ class Db:
     def in_transaction(self) -> bool:
         """True inside ``transaction()`` (a nested one is part of it: a
         conflict there aborts the outer one, which is what must run again)."""
-        return bool(getattr(self, "_depth", 0))
+        return self._depth > 0
 
     def writer(self, name: str) -> AbstractContextManager[None]:
         """One transaction in which this handle is the only writer of ``name``

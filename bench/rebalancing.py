@@ -194,11 +194,12 @@ def at_scale(n: int, depots: int) -> dict[str, object]:
     }
 
 
-def scale_row(n: int, depots: int, first_pass: float) -> dict[str, object]:
+def scale_row(n: int, depots: int, first_pass: float, sweep: int) -> dict[str, object]:
     out = subprocess.run(
         [
             *(sys.executable, __file__, "--one-scale", str(n)),
             *("--depots", str(depots), "--first-pass", str(first_pass)),
+            *("--sweep", str(sweep)),
         ],
         capture_output=True,
         text=True,
@@ -209,7 +210,8 @@ def scale_row(n: int, depots: int, first_pass: float) -> dict[str, object]:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
     print(
         f"city scale: {n:,} units, {r['depots']} depot(s), 50 trucks of 30, 8 h, "
-        f"limit {r['limit_s']:g} s, first pass {first_pass:.0%}: "
+        f"limit {r['limit_s']:g} s, first pass {first_pass:.0%}, "
+        f"{'wedges' if sweep and depots == 1 else 'blocks'}: "
         f"{r['wall_s']} s wall, peak {r['peak_gb']} GB (largest process so far "
         f"{kids:.2f} GB), verified ({r['method']}); drops off "
         f"{int(r['bikes_dropped']):,} bikes = {r['share_of_bound']:.0%} of the "
@@ -221,7 +223,7 @@ def scale_row(n: int, depots: int, first_pass: float) -> dict[str, object]:
     )
     return {
         "instance": f"synthetic-city-{n}-units-{depots}-depots-50-trucks"
-        f"-first-pass-{first_pass:g}",
+        f"-first-pass-{first_pass:g}" + ("" if sweep else "-blocks"),
         "family": "scale",
         "n": n,
         "reference": None,
@@ -248,10 +250,20 @@ def main() -> None:
         help="share of the time for the territories' first pass (1: no "
         "exchange across borders); several to compare",
     )
+    ap.add_argument(
+        "--sweep",
+        type=int,
+        nargs="*",
+        choices=(0, 1),
+        default=[int(territory_planner.SWEEP)],
+        help="with one depot, 1: territories are wedges around it, 0: blocks "
+        "cut across the longer side; both to compare (0 1)",
+    )
     ap.add_argument("--one-scale", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one_scale:  # the child process of one city-scale run
         territory_planner.FIRST_PASS = a.first_pass[0]
+        territory_planner.SWEEP = bool(a.sweep[0])
         print(json.dumps(at_scale(a.one_scale, a.depots[0])))
         return
     OUT.mkdir(parents=True, exist_ok=True)
@@ -291,7 +303,8 @@ def main() -> None:
         for n in a.scale:
             for d in a.depots:
                 for f in a.first_pass:
-                    rows.append(scale_row(n, d, f))
+                    for w in a.sweep:
+                        rows.append(scale_row(n, d, f, w))
     with (OUT / "rebalancing.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

@@ -9,10 +9,11 @@ is 3.9 GiB. Past ``DENSE_MAX_NODES`` nodes a plan is made by decomposition:
    undone (listed as skipped), as they would be anyway;
 2. ``territories``: those units are split into one territory per truck by
    recursive bisection across the longer side (or the shorter, when that
-   shares the work clearly better), each cut sharing out the bikes a truck
-   can move within a territory (its surplus matched by its deficit), so that
-   each truck gets about a shift's worth of it: every unit falls in exactly
-   one territory, its chunks with it;
+   shares the work clearly better; with one depot, by bearing from it, so
+   that territories are wedges a truck works out and back through), each cut
+   sharing out the bikes a truck can move within a territory (its surplus
+   matched by its deficit), so that each truck gets about a shift's worth of
+   it: every unit falls in exactly one territory, its chunks with it;
 3. each territory is a small dense instance (its nodes and the depot nearest
    it, one truck; a bike brought back to the depot costs what leaving it
    costs), solved by OR-Tools in a pool of processes (both cores) within
@@ -21,8 +22,9 @@ is 3.9 GiB. Past ``DENSE_MAX_NODES`` nodes a plan is made by decomposition:
    work first, each pair once), each pair solved again as one instance with
    both trucks; when that plan is better, its routes become the two
    territories (units move across the border with the truck that now serves
-   them; units left undone go to the nearer one), round after round until the
-   time is up;
+   them; units left undone go to the nearer one), in up to
+   ``EXCHANGE_ROUNDS`` rounds, each pairing territories not paired before,
+   until the time is up;
 5. the routes are put back on the city's instance, whose distances and times
    are computed when asked (``PairMetres``: what the dense matrix would hold,
    without the memory);
@@ -77,13 +79,20 @@ Progress = Callable[[float, float], None]
 TRUCKS_PER_TERRITORY = 1
 
 #: Share of the time for the first pass (the rest improves across borders).
-FIRST_PASS = 0.6
+FIRST_PASS = 0.35
 
 #: A pair of territories is solved again only with at least this many seconds
 #: (0.5: at 5,000 units, 6 depots and 60 s a round of pairs gets about 1.6 s,
 #: which lifts the plan from 7,134 bikes to 7,438, past the baseline's 7,342;
 #: at 2 s they got no round at all).
 MIN_EXCHANGE_S = 0.5
+
+#: With one depot, territories are wedges around it (``territories``).
+SWEEP = True
+
+#: Rounds of pairs across borders the time after the first pass is shared
+#: out over (each round pairs territories not paired since either changed).
+EXCHANGE_ROUNDS = 6
 
 #: Units kept in territories: those nearest the depots holding this many times
 #: what the trucks can move (``handling_bound``) of surplus and of deficit.
@@ -115,11 +124,22 @@ def focus(
     return keep
 
 
-def territories(x: Floats, y: Floats, give: Floats, take: Floats, k: int) -> list[Ints]:
+def territories(
+    x: Floats,
+    y: Floats,
+    give: Floats,
+    take: Floats,
+    k: int,
+    *,
+    around: tuple[float, float] | None = None,
+) -> list[Ints]:
     """Split points (metres) with bikes to ``give`` and to ``take`` into ``k``
     groups by recursive bisection across the longer side; each point in
     exactly one group (a group may be empty only when there are fewer points
-    than k).
+    than k). ``around``: the one depot every truck leaves from and comes back
+    to; the cuts are then by bearing from it (wedges, as in the sweep
+    heuristic), so that each truck works its way out and back instead of
+    driving empty through others' territories to a block of its own.
 
     Each cut shares out the bikes a truck can move within a group,
     ``min(give, take)`` of it (surplus a territory cannot drop off inside it
@@ -130,6 +150,15 @@ def territories(x: Floats, y: Floats, give: Floats, take: Floats, k: int) -> lis
     side nothing to move)."""
     out: list[Ints] = []
     work = give + take + 1e-9  # every point weighs a little
+    bearing = None
+    if around is not None:
+        bearing = np.arctan2(y - around[1], x - around[0])
+        # Start the sweep in the widest empty angle, so that no wedge wraps.
+        b = np.sort(bearing)
+        if len(b) > 1:
+            gaps = np.diff(np.r_[b, b[0] + 2 * np.pi])
+            start = b[(int(np.argmax(gaps)) + 1) % len(b)]
+            bearing = np.mod(bearing - start, 2 * np.pi)
 
     def split(idx: Ints, parts: int) -> None:
         if parts == 1 or len(idx) <= 1:
@@ -140,6 +169,8 @@ def territories(x: Floats, y: Floats, give: Floats, take: Floats, k: int) -> lis
         right = parts - left
         xs, ys = x[idx], y[idx]
         longer, shorter = (xs, ys) if np.ptp(xs) >= np.ptp(ys) else (ys, xs)
+        if bearing is not None:
+            longer = bearing[idx]
         best: tuple[float, Ints, int] | None = None
         # Across the longer side; across the shorter one only when that shares
         # the bikes to move out clearly better (all surplus on one side).
@@ -239,7 +270,15 @@ def solve_by_territory(
     k = max(1, math.ceil(inst.vehicles / TRUCKS_PER_TERRITORY))
     trucks = [inst.vehicles // k + (t < inst.vehicles % k) for t in range(k)]
     groups = [
-        chosen[g] for g in territories(ux[near], uy[near], give[near], take[near], k)
+        chosen[g]
+        for g in territories(
+            ux[near],
+            uy[near],
+            give[near],
+            take[near],
+            k,
+            around=(float(x[0]), float(y[0])) if d0 == 1 and SWEEP else None,
+        )
     ]
     nodes_of = [np.flatnonzero(np.isin(unit_idx, g)) + d0 for g in groups]
     # Each territory's truck sets out from the depot nearest its centre of work.
@@ -289,15 +328,24 @@ def solve_by_territory(
             if sol is not None:  # else the territory stays undone
                 found[t] = sol
                 report()
-        # Across borders, pair by pair, while there is time for a round.
+        # Across borders, pair by pair: the time left shared out over
+        # EXCHANGE_ROUNDS rounds (then what is left to one more), each pairing
+        # territories not paired since either changed (a pair's search
+        # settles within seconds; another pairing then gains more than more
+        # time for the same one, and work passes on from wedge to wedge).
         tried: set[tuple[int, int]] = set()
         exchanged = 0
+        rounds_done = 0
         while len(subs) > 1:
             pairs = _pairs(subs, x, y, tried)
             left = deadline - time.perf_counter()
-            slice_s = left / max(1, math.ceil(len(pairs) / workers))
+            slots = max(1, math.ceil(len(pairs) / workers))
+            slice_s = left / slots / max(1, EXCHANGE_ROUNDS - rounds_done)
+            if not pairs or slice_s < MIN_EXCHANGE_S:
+                slice_s = left / slots
             if not pairs or slice_s < MIN_EXCHANGE_S:
                 break
+            rounds_done += 1
             tried.update(pairs)
             joint = {
                 (a, b): _sub_instance(
@@ -316,6 +364,8 @@ def solve_by_territory(
                 (subs[a], sa), (subs[b], sb) = _split(inst, joint[a, b], sol, x, y)
                 for t, s in ((a, sa), (b, sb)):
                     found[t] = s
+                # Both changed: their other pairings are worth trying again.
+                tried -= {p for p in tried if p != (a, b) and {a, b} & set(p)}
                 exchanged += 1
                 report()
     finally:
@@ -366,7 +416,7 @@ def _centre(sub: Instance, x: Floats, y: Floats) -> tuple[float, float]:
 def _pairs(
     subs: Sequence[Instance], x: Floats, y: Floats, tried: set[tuple[int, int]]
 ) -> list[tuple[int, int]]:
-    """Disjoint pairs of territories not tried yet, nearest centres first."""
+    """Disjoint pairs of territories not in ``tried``, nearest centres first."""
     c = np.array([_centre(s, x, y) for s in subs])
     d = np.hypot(c[:, None, 0] - c[None, :, 0], c[:, None, 1] - c[None, :, 1])
     a, b = np.triu_indices(len(subs), 1)

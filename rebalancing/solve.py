@@ -191,8 +191,15 @@ def solve_routing(
         routing.AddAtSolutionCallback(found_one)
     params = pywrapcp.DefaultRoutingSearchParameters()
     fs = routing_enums_pb2.FirstSolutionStrategy
+    # Plans that may leave work undone (a city's, a territory's) start from
+    # the cheapest arc out of each stop: on the 25,000-unit city's territories
+    # (one truck, 8 h, 300-400 stops) the search from it drops off 8 % more
+    # bikes than from parallel cheapest insertion (2,159 against 2,003 on six
+    # of them), and finds nothing better after the first second or two.
     params.first_solution_strategy = (
-        fs.PARALLEL_CHEAPEST_INSERTION if n <= 400 else fs.PATH_CHEAPEST_ARC
+        fs.PARALLEL_CHEAPEST_INSERTION
+        if n <= 400 and inst.penalty_per_bike is None
+        else fs.PATH_CHEAPEST_ARC
     )
     params.local_search_metaheuristic = getattr(
         routing_enums_pb2.LocalSearchMetaheuristic, strategy.upper()

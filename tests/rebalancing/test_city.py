@@ -54,6 +54,32 @@ def test_territories_match_surplus_with_deficit() -> None:
         assert min(give[p].sum(), take[p].sum()) > 0.15 * give.sum(), p
 
 
+def test_territories_around_one_depot_are_wedges() -> None:
+    """From one depot, territories are wedges of bearing around it: where
+    surplus and deficit are mixed everywhere (so bearing cuts share the work
+    as well as any), each holds a run of bearings no other territory's units
+    fall in; every unit once, each about as much to move as the others."""
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(0, 9e4, 5_000), rng.uniform(0, 8e4, 5_000)
+    give = rng.integers(0, 3, 5_000).astype(float)
+    take = np.where(give > 0, 0.0, rng.integers(0, 4, 5_000))
+    depot = (4.5e4, 4e4)
+    parts = territories(x, y, give, take, 50, around=depot)
+    every = np.concatenate(parts)
+    assert len(every) == 5_000 and len(np.unique(every)) == 5_000
+    bearing = np.arctan2(y - depot[1], x - depot[0])
+    # Sorted by bearing, the units of a wedge sit together (the sweep starts
+    # in the widest empty angle, so one wedge may hold both ends of the sort).
+    order = np.argsort(bearing, kind="stable")
+    owner = np.empty(5_000, np.int64)
+    for t, p in enumerate(parts):
+        owner[p] = t
+    runs = 1 + int((owner[order][1:] != owner[order][:-1]).sum())
+    assert runs <= len(parts) + 1, runs
+    movable = np.array([min(give[p].sum(), take[p].sum()) for p in parts])
+    assert movable.max() / movable.min() < 1.6, movable
+
+
 @pytest.fixture(scope="module")
 def city_plan():
     """600 units, 6 trucks: planned by territory (the dense limit lowered)."""
@@ -280,7 +306,7 @@ def test_neighbouring_territories_exchange_units_across_borders(monkeypatch) -> 
 
     import rebalancing.city as citymod
 
-    def apart(x, y, give, take, k):
+    def apart(x, y, give, take, k, around=None):
         # Surplus in two territories, deficit in the other two: alone a
         # territory has nothing to move; any mixed pair does better together,
         # however little time the machine gives it.

@@ -15,7 +15,10 @@ Run:  .venv/bin/python bench/rebalancing.py [--time-limit 10] [--long 60]
   (``rebalancing.synth``) at 5,000 units (60 s) and 25,000 units (300 s), 50
   trucks of 30, an 8 h shift; each in a fresh process so that its peak memory
   is its own; the plan beside the handling bound and the nearest-neighbour
-  baseline on the same units, trucks and shift.
+  baseline on the same units, trucks and shift. ``--depots 1 6`` plans from
+  one depot (the centre of the work) and from a grid of six; ``--first-pass``
+  and ``--sweep 0 1`` (territories as blocks or as wedges around one depot)
+  compare the planner's choices, run after run.
 
 Writes bench/out/rebalancing.csv (instance, family, n, reference, ours, gap %,
 seconds, method) and prints the table and a summary per family.

@@ -19,12 +19,12 @@ is 3.9 GiB. Past ``DENSE_MAX_NODES`` nodes a plan is made by decomposition:
    costs), solved by OR-Tools in a pool of processes (both cores) within
    ``FIRST_PASS`` of the time limit;
 4. across borders: neighbouring territories are paired (nearest centres of
-   work first, each pair once), each pair solved again as one instance with
+   work first, a pair again only when one of them changed since it was
+   tried), each pair solved again as one instance with
    both trucks; when that plan is better, its routes become the two
    territories (units move across the border with the truck that now serves
-   them; units left undone go to the nearer one), in up to
-   ``EXCHANGE_ROUNDS`` rounds, each pairing territories not paired before,
-   until the time is up;
+   them; units left undone go to the nearer one), the time left shared out
+   over ``EXCHANGE_ROUNDS`` rounds;
 5. the routes are put back on the city's instance, whose distances and times
    are computed when asked (``PairMetres``: what the dense matrix would hold,
    without the memory);
@@ -137,9 +137,10 @@ def territories(
     groups by recursive bisection across the longer side; each point in
     exactly one group (a group may be empty only when there are fewer points
     than k). ``around``: the one depot every truck leaves from and comes back
-    to; the cuts are then by bearing from it (wedges, as in the sweep
-    heuristic), so that each truck works its way out and back instead of
-    driving empty through others' territories to a block of its own.
+    to; the cuts then go by bearing from it instead of across the longer side
+    (wedges, as in the sweep heuristic), so that each truck works its way out
+    and back instead of driving empty through others' territories to a block
+    of its own.
 
     Each cut shares out the bikes a truck can move within a group,
     ``min(give, take)`` of it (surplus a territory cannot drop off inside it

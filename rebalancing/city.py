@@ -339,12 +339,14 @@ def solve_by_territory(
         rounds_done = 0
         while len(subs) > 1:
             pairs = _pairs(subs, x, y, tried)
+            if not pairs:
+                break
             left = deadline - time.perf_counter()
-            slots = max(1, math.ceil(len(pairs) / workers))
+            slots = math.ceil(len(pairs) / workers)
             slice_s = left / slots / max(1, EXCHANGE_ROUNDS - rounds_done)
-            if not pairs or slice_s < MIN_EXCHANGE_S:
+            if slice_s < MIN_EXCHANGE_S:  # too short: what is left, to one round
                 slice_s = left / slots
-            if not pairs or slice_s < MIN_EXCHANGE_S:
+            if slice_s < MIN_EXCHANGE_S:
                 break
             rounds_done += 1
             tried.update(pairs)
@@ -365,8 +367,7 @@ def solve_by_territory(
                 (subs[a], sa), (subs[b], sb) = _split(inst, joint[a, b], sol, x, y)
                 for t, s in ((a, sa), (b, sb)):
                     found[t] = s
-                # Both changed: their other pairings are worth trying again.
-                tried -= {p for p in tried if p != (a, b) and {a, b} & set(p)}
+                tried = _changed(tried, (a, b))
                 exchanged += 1
                 report()
     finally:
@@ -412,6 +413,14 @@ def _centre(sub: Instance, x: Floats, y: Floats) -> tuple[float, float]:
     n = nodes[1:] if len(nodes) > 1 else nodes
     w = np.abs(sub.demand_bikes[1:] if len(nodes) > 1 else sub.demand_bikes) + 1e-9
     return float((x[n] * w).sum() / w.sum()), float((y[n] * w).sum() / w.sum())
+
+
+def _changed(
+    tried: set[tuple[int, int]], pair: tuple[int, int]
+) -> set[tuple[int, int]]:
+    """``tried`` once both territories of ``pair`` changed by an exchange:
+    their other pairings are worth trying again, that pair is not."""
+    return {p for p in tried if p == pair or not set(pair) & set(p)}
 
 
 def _pairs(

@@ -330,6 +330,16 @@ def test_neighbouring_territories_exchange_units_across_borders(monkeypatch) -> 
     assert plan.trucks.height <= params.trucks
 
 
+def test_territories_that_changed_are_paired_again() -> None:
+    """After t0 and t1 exchange units, their pairings with others may be
+    tried again (they are new territories now); the pair itself and pairs
+    of untouched territories stay tried."""
+    from rebalancing.city import _changed
+
+    tried = {(0, 1), (1, 2), (0, 3), (2, 3), (4, 5)}
+    assert _changed(tried, (0, 1)) == {(0, 1), (2, 3), (4, 5)}
+
+
 def test_pairs_of_territories_are_disjoint_and_nearest_first() -> None:
     from rebalancing.city import _pairs
     from rebalancing.types import Instance
